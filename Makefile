@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test lint timescaledb bench clean
+
+help:
+	@echo "make demo         simulated factory -> edge -> collector -> KPIs on embedded PostgreSQL and broker"
+	@echo "make test         create the environment, lint, and run the whole suite (real services on loopback)"
+	@echo "make timescaledb  build and install TimescaleDB (Apache-2 edition) for the local PostgreSQL (root)"
+	@echo "make bench        run the benchmarks (ratios against references in the same run)"
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[demo,dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	$(BIN)/shopfloor demo $(DEMO_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/shopfloor config check examples/plant.yaml
+	@if [ -f ../shared/examples/plant-contract.yaml ]; then $(BIN)/shopfloor config check ../shared/examples/plant-contract.yaml; fi
+
+test: venv lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+timescaledb:
+	bash deploy/timescaledb.sh
+
+bench: venv
+	$(BIN)/python benchmarks/bench_writer.py
+	$(BIN)/python benchmarks/bench_modbus.py
+	$(BIN)/python benchmarks/bench_opcua.py
+	$(BIN)/python benchmarks/kpi/bench_kernels.py --scale 0.1
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

@@ -1,0 +1,222 @@
+"""Collector service: consume the uplink, write batches, then acknowledge (MQTT and application level).
+
+Order of events for every message: decode -> COPY in one transaction -> commit -> paho `ack(mid)` and an
+application ack to the gateway. Nothing is acknowledged before the commit, so a collector killed mid-batch
+loses nothing: the broker (persistent session) and the edge (disk buffer) both re-send, and the idempotent
+write absorbs the replay. A payload that cannot be decoded goes to `quarantine` with the reason and is
+acknowledged so it never blocks the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from collector.errors import TransientDbError
+from collector.writer import SampleWriter
+from edge.record import Batch, Sample, StatusEvent
+from edge.uplink import mqtt_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    batches: int = 0
+    samples_written: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    db_retries: int = 0
+    last_commit: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Msg:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+
+
+class BatchProcessor:
+    """Decode, write and quarantine a group of uplink payloads; shared by the MQTT and in-process paths."""
+
+    def __init__(self, writer: SampleWriter, stats: IngestStats) -> None:
+        self.writer = writer
+        self.stats = stats
+
+    def process(self, items: list[tuple[str, bytes]]) -> dict[str, list[int]]:
+        """Write everything decodable in one transaction; return batch ids to confirm per gateway.
+
+        Raises TransientDbError (nothing committed, nothing to confirm) when the database is unavailable.
+        """
+        batches: list[Batch] = []
+        bad: list[tuple[str, str, bytes]] = []
+        for topic, payload in items:
+            try:
+                batches.append(Batch.decode(payload))
+            except ValueError as exc:
+                bad.append((topic, str(exc), payload))
+        return self.write(batches, bad)
+
+    def write(self, batches: list[Batch], bad: list[tuple[str, str, bytes]]) -> dict[str, list[int]]:
+        """One transaction for all decoded batches, then quarantine what could not be decoded."""
+        samples: list[Sample] = []
+        events: list[StatusEvent] = []
+        confirm: dict[str, list[int]] = defaultdict(list)
+        for batch in batches:
+            samples.extend(batch.samples)
+            events.extend(batch.events)
+            confirm[batch.gateway_id].append(batch.batch_id)
+        result = self.writer.write(samples, events)
+        for topic, reason, payload in bad:
+            self.writer.quarantine(topic, reason, payload)
+            log.warning("event=quarantined source=%s reason=%r bytes=%d hint='see table quarantine'",
+                        topic, reason, len(payload))
+        self.stats.batches += sum(len(v) for v in confirm.values())
+        self.stats.samples_written += result.inserted
+        self.stats.duplicates += result.duplicates
+        self.stats.quarantined += len(bad)
+        self.stats.last_commit = time.time()
+        return confirm
+
+
+class Collector:
+    """MQTT 5 shared-subscription consumer: several collectors in one share group split the stream."""
+
+    def __init__(self, database_url: str, broker_url: str, prefix: str = "shopfloor/v1",
+                 share_group: str = "shopfloor-collectors", batch_max_rows: int = 20000,
+                 client_id: str | None = None) -> None:
+        self.database_url = database_url
+        self.prefix = prefix
+        self.topic = f"$share/{share_group}/{prefix}/+/samples"
+        self.batch_max_rows = batch_max_rows
+        self.stats = IngestStats()
+        self.writer = SampleWriter(database_url)
+        self.processor = BatchProcessor(self.writer, self.stats)
+        self._queue: queue.Queue[_Msg] = queue.Queue()
+        cid = client_id or f"shopfloor-collector-{socket.gethostname()}"
+        self.client, self.host, self.port = mqtt_client(broker_url, cid)
+        self.client.manual_ack_set(True)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+        self.connected = threading.Event()
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object = None) -> None:
+        if getattr(rc, "is_failure", False):
+            log.error("broker=%s:%d event=connect_refused reason=%s", self.host, self.port, rc)
+            return
+        client.subscribe(self.topic, qos=1)
+        self.connected.set()
+        log.info("broker=%s:%d event=subscribed topic=%s", self.host, self.port, self.topic)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, rc: object,
+                       props: object = None) -> None:
+        self.connected.clear()
+        log.warning("broker=%s:%d event=disconnected reason=%s hint='reconnecting; edges keep buffering'",
+                    self.host, self.port, rc)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self._queue.put(_Msg(msg.mid, msg.qos, msg.topic, msg.payload))
+
+    def _take(self) -> list[_Msg]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        msgs = [first]
+        rows = len(first.payload) // 60
+        while rows < self.batch_max_rows * 1.0:
+            try:
+                m = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            msgs.append(m)
+            rows += len(m.payload) // 60
+        return msgs
+
+    def _write_until_done(self, msgs: list[_Msg], stop: threading.Event) -> dict[str, list[int]] | None:
+        backoff = 0.5
+        while True:
+            try:
+                return self.processor.process([(m.topic, m.payload) for m in msgs])
+            except TransientDbError as exc:
+                self.stats.db_retries += 1
+                log.warning("event=db_unavailable error=%r retry_in_s=%.1f hint='check PostgreSQL; nothing is "
+                            "acknowledged until the write succeeds'", str(exc), backoff)
+                if stop.wait(backoff):
+                    return None
+                backoff = min(backoff * 2, 15.0)
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until stop is set. Blocking; run it in a thread or as the process's main loop."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600  # queued QoS 1 messages survive a collector restart
+        self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=props)
+        self.client.reconnect_delay_set(0.5, 10)
+        self.client.loop_start()
+        try:
+            while not stop.is_set():
+                msgs = self._take()
+                if not msgs:
+                    continue
+                self.stats.messages += len(msgs)
+                confirm = self._write_until_done(msgs, stop)
+                if confirm is None:
+                    return  # stopping without a commit: nothing acknowledged, everything will be re-sent
+                for m in msgs:
+                    self.client.ack(m.mid, m.qos)
+                for gateway, ids in confirm.items():
+                    self.client.publish(f"{self.prefix}/{gateway}/ack", json.dumps({"batch_ids": ids}), qos=1)
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.writer.close()
+
+
+class DirectSink:
+    """Single-node mode: the edge hands batches straight to the writer in this process."""
+
+    def __init__(self, database_url: str) -> None:
+        self.stats = IngestStats()
+        self.writer = SampleWriter(database_url)
+        self.processor = BatchProcessor(self.writer, self.stats)
+        self.on_ack = None  # set by the Forwarder
+        self._lock = threading.Lock()
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, batch: Batch) -> bool:
+        try:
+            confirm = await asyncio.to_thread(self._write, batch)
+        except TransientDbError as exc:
+            log.warning("event=db_unavailable error=%r hint='samples stay in the edge buffer until PostgreSQL "
+                        "is back'", str(exc))
+            await asyncio.sleep(1.0)
+            return False
+        if self.on_ack is not None:
+            for ids in confirm.values():
+                self.on_ack(ids)
+        return True
+
+    def _write(self, batch: Batch) -> dict[str, list[int]]:
+        with self._lock:
+            return self.processor.write([batch], [])
+
+    async def stop(self) -> None:
+        self.writer.close()

@@ -1,0 +1,197 @@
+"""Uplink: forwards buffered batches to the collector and deletes them only after it confirms the DB commit.
+
+Wire contract (MQTT):
+  edge -> collector  `<prefix>/<gateway_id>/samples`  QoS 1, payload `Batch.encode()` (JSON, "v": 1)
+  collector -> edge  `<prefix>/<gateway_id>/ack`      QoS 1, payload {"batch_ids": [...]} after the commit
+A batch not confirmed within `ack_timeout_s` is handed out again (at-least-once); the collector's
+idempotent write (unique device, tag, ts) turns a replay into no new rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.buffer import Pending, StoreAndForward
+from edge.record import Batch
+
+log = logging.getLogger(__name__)
+
+AckCallback = Callable[[list[int]], None]
+
+
+class Sink(Protocol):
+    """Where batches go: the MQTT uplink, or the collector in the same process (single-node mode)."""
+
+    on_ack: AckCallback | None
+
+    async def start(self) -> None: ...
+
+    async def send(self, batch: Batch) -> bool:
+        """Hand the batch over; False when it could not even be sent (the forwarder keeps it)."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
+class Forwarder:
+    """Keeps up to `window` batches in flight; confirmed ones leave the buffer, late ones are re-sent."""
+
+    def __init__(self, buffer: StoreAndForward, sink: Sink, batch_max_samples: int,
+                 window: int = 8, ack_timeout_s: float = 20.0) -> None:
+        self.buffer = buffer
+        self.sink = sink
+        self.batch_max_samples = batch_max_samples
+        self.window = window
+        self.ack_timeout_s = ack_timeout_s
+        self._ids = itertools.count((buffer.boot_epoch << 32) + 1)
+        self._in_flight: dict[int, Pending] = {}
+        self._acked: list[int] = []
+        self._lock = threading.Lock()
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.sent_batches = 0
+        self.resent_batches = 0
+        self.confirmed_samples = 0
+        sink.on_ack = self._on_ack
+
+    def wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _on_ack(self, batch_ids: list[int]) -> None:
+        """Called from any thread (paho's, or a writer thread)."""
+        with self._lock:
+            self._acked.extend(batch_ids)
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _settle(self) -> None:
+        with self._lock:
+            acked, self._acked = self._acked, []
+        for bid in acked:
+            pending = self._in_flight.pop(bid, None)
+            if pending is not None:  # an ack for an older boot or a re-sent twin is ignored
+                self.buffer.end(pending)
+                self.confirmed_samples += len(pending.samples)
+        now = time.monotonic()
+        for bid, pending in list(self._in_flight.items()):
+            if now - pending.started > self.ack_timeout_s:
+                del self._in_flight[bid]
+                self.buffer.give_back(pending)
+                self.resent_batches += 1
+                log.warning("batch=%d event=ack_timeout samples=%d hint='collector or broker slow or down; "
+                            "batch will be re-sent'", bid, len(pending.samples))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        await self.sink.start()
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                await asyncio.to_thread(self._settle)
+                while len(self._in_flight) < self.window:
+                    pending = await asyncio.to_thread(self.buffer.begin, self.batch_max_samples)
+                    if pending is None:
+                        break
+                    bid = next(self._ids)
+                    self._in_flight[bid] = pending
+                    if not await self.sink.send(Batch(self.buffer.gateway_id, bid, pending.samples, pending.events)):
+                        del self._in_flight[bid]
+                        self.buffer.give_back(pending)
+                        break
+                    self.sent_batches += 1
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                except TimeoutError:
+                    pass
+        finally:
+            await self.sink.stop()
+
+    async def drain(self, timeout_s: float) -> None:
+        """On shutdown: give the collector a moment to confirm what is queued (the rest stays on disk)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and (self._in_flight or self.buffer.queued_samples):
+            self.wake()
+            await asyncio.sleep(0.05)
+
+
+def mqtt_client(broker_url: str, client_id: str, version: int = mqtt.MQTTv5) -> tuple[mqtt.Client, str, int]:
+    """A paho 2.x client for mqtt://[user:pass@]host:port or mqtts://...; returns (client, host, port)."""
+    u = urlparse(broker_url)
+    if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not u.hostname:
+        raise ValueError(f"broker URL must be mqtt://host:1883 or mqtts://host:8883, got {broker_url!r}")
+    tls = u.scheme in ("mqtts", "ssl")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=version)
+    if u.username:
+        client.username_pw_set(u.username, u.password)
+    if tls:
+        client.tls_set()
+    return client, u.hostname, u.port or (8883 if tls else 1883)
+
+
+class MqttSink:
+    """Publishes batches over MQTT 5 QoS 1 and listens for the collector's acks."""
+
+    def __init__(self, broker_url: str, gateway_id: str, prefix: str = "shopfloor/v1") -> None:
+        self.gateway_id = gateway_id
+        self.topic = f"{prefix}/{gateway_id}/samples"
+        self.ack_topic = f"{prefix}/{gateway_id}/ack"
+        self.client, self.host, self.port = mqtt_client(broker_url, f"shopfloor-edge-{gateway_id}")
+        self.client.max_inflight_messages_set(64)
+        self.on_ack: AckCallback | None = None
+        self.connected = False
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object = None) -> None:
+        if getattr(rc, "is_failure", False):
+            log.error("uplink=%s:%d event=connect_refused reason=%s", self.host, self.port, rc)
+            return
+        self.connected = True
+        client.subscribe(self.ack_topic, qos=1)
+        log.info("uplink=%s:%d event=connected topic=%s", self.host, self.port, self.topic)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, rc: object,
+                       props: object = None) -> None:
+        if self.connected:
+            log.warning("uplink=%s:%d event=disconnected reason=%s hint='samples stay in the disk buffer'",
+                        self.host, self.port, rc)
+        self.connected = False
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            ids = [int(i) for i in json.loads(msg.payload)["batch_ids"]]
+        except (ValueError, KeyError, TypeError):
+            log.warning("uplink event=bad_ack topic=%s", msg.topic)
+            return
+        if self.on_ack is not None:
+            self.on_ack(ids)
+
+    async def start(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.reconnect_delay_set(0.5, 10)
+        self.client.loop_start()
+
+    async def send(self, batch: Batch) -> bool:
+        if not self.connected:
+            return False
+        payload = await asyncio.to_thread(batch.encode)
+        info = self.client.publish(self.topic, payload, qos=1)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    async def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,82 @@
+"""Store-and-forward: survives kill -9, deletes only confirmed chunks, drops oldest when full and counts it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from edge.buffer import StoreAndForward
+from edge.record import Sample, StatusEvent
+
+
+def samples(n: int, start: int = 0) -> list[Sample]:
+    return [Sample("dev", "t", 1_700_000_000_000_000 + i, float(i)) for i in range(start, start + n)]
+
+
+def test_stamps_gateway_boot_and_sequence(tmp_path: Path) -> None:
+    b = StoreAndForward(tmp_path / "b.sqlite", "gw-1")
+    s = samples(3)
+    b.add(s)
+    assert [(x.gateway_id, x.boot_epoch, x.seq) for x in s] == [("gw-1", 1, 1), ("gw-1", 1, 2), ("gw-1", 1, 3)]
+    b.close()
+    b2 = StoreAndForward(tmp_path / "b.sqlite", "gw-1")
+    assert b2.boot_epoch == 2  # a restart is a new boot: (boot_epoch, seq) never repeats
+    b2.close()
+
+
+def test_only_confirmed_chunks_leave(tmp_path: Path) -> None:
+    b = StoreAndForward(tmp_path / "b.sqlite", "gw")
+    b.add(samples(10), [StatusEvent("dev", 1, "connected", "ok")])
+    b.add(samples(10, 10))
+    p1 = b.begin(11)
+    assert p1 is not None and len(p1.samples) == 10 and len(p1.events) == 1
+    p2 = b.begin(100)
+    assert p2 is not None and [s.value for s in p2.samples] == [float(i) for i in range(10, 20)]
+    assert b.begin(100) is None  # everything is in flight
+    b.give_back(p2)
+    b.end(p1)
+    assert b.queued_samples == 10
+    again = b.begin(100)
+    assert again is not None and again.chunk_ids == p2.chunk_ids
+    b.close()
+
+
+def test_drop_oldest_when_full_is_counted_and_persisted(tmp_path: Path) -> None:
+    b = StoreAndForward(tmp_path / "b.sqlite", "gw", max_bytes=20_000)
+    for i in range(50):
+        b.add(samples(20, i * 20))
+    assert b.queued_bytes <= 20_000
+    assert b.dropped_samples > 0
+    kept = b.begin(10_000)
+    assert kept is not None
+    assert kept.samples[-1].value == 999.0  # the newest survived
+    assert len(kept.samples) + b.dropped_samples == 1000  # nothing vanished without being counted
+    dropped = b.dropped_samples
+    b.close()
+    assert StoreAndForward(tmp_path / "b.sqlite", "gw").dropped_samples == dropped
+
+
+def test_survives_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    code = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+        from edge.buffer import StoreAndForward
+        from edge.record import Sample
+        b = StoreAndForward({str(path)!r}, "gw")
+        for i in range(100):
+            b.add([Sample("dev", "t", 1_700_000_000_000_000 + i, float(i))])
+        print("added", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == -signal.SIGKILL and "added" in r.stdout
+    b = StoreAndForward(path, "gw")
+    p = b.begin(1000)
+    assert p is not None and [s.value for s in p.samples] == [float(i) for i in range(100)]
+    assert os.path.exists(path)
+    b.close()
