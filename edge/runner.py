@@ -8,6 +8,7 @@ and retried with capped exponential backoff; its connection changes become `devi
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import socket
 import time
@@ -47,13 +48,15 @@ class DeviceRunner:
     """Connect, read, reconnect one device forever; push samples and status changes to the edge."""
 
     def __init__(self, device: Any, emit: Callable[[list[Sample], list[StatusEvent]], None],
-                 health: DeviceHealth, backoff_max_s: float = 30.0) -> None:
+                 health: DeviceHealth, backoff_max_s: float = 30.0, config_dir: str | None = None) -> None:
         self.device = device
         self.emit = emit
         self.health = health
         self.backoff_max_s = backoff_max_s
         self.log = logging.getLogger(f"edge.device.{device.id}")
-        self.driver = driver_class(device.protocol)(device, self.log)
+        cls = driver_class(device.protocol)
+        extra = {"config_dir": config_dir} if "config_dir" in inspect.signature(cls).parameters else {}
+        self.driver = cls(device, self.log, **extra)
         self.driver.on_state = self._on_device_state
 
     def _set_state(self, connected: bool, reason: str) -> None:
@@ -136,7 +139,9 @@ class Edge:
     """All devices of one plant file in one asyncio process, feeding one buffer and one uplink."""
 
     def __init__(self, cfg: PlantConfig, sink: Sink, buffer_path: str | None = None,
-                 gateway_id: str | None = None, device_ids: list[str] | None = None) -> None:
+                 gateway_id: str | None = None, device_ids: list[str] | None = None,
+                 config_dir: str | None = None) -> None:
+        """config_dir: folder of the plant file; relative certificate and key paths resolve against it."""
         self.cfg = cfg
         self.gateway_id = gateway_id or cfg.edge.gateway_id or socket.gethostname()
         self.buffer = StoreAndForward(buffer_path or cfg.edge.buffer_path, self.gateway_id,
@@ -149,7 +154,7 @@ class Edge:
         for d in devices:
             health = DeviceHealth(d.id, d.protocol)
             self.stats.devices[d.id] = health
-            self.runners.append(DeviceRunner(d, self._emit, health))
+            self.runners.append(DeviceRunner(d, self._emit, health, config_dir=config_dir))
         self.forwarder = Forwarder(self.buffer, sink, cfg.edge.batch_max_samples)
 
     def _emit(self, samples: list[Sample], events: list[StatusEvent]) -> None:

@@ -131,6 +131,9 @@ class Factory:
             r = s.start()
             if asyncio.iscoroutine(r):
                 await r
+        t0 = now_us()  # the story starts when every endpoint can be read, not when the plan was made
+        for m in self.machines:
+            m.reset(t0)
         await self.tick()
         self._task = asyncio.create_task(self._run(), name="factory")
         log.info("event=factory_started machines=%d modbus=%s:%d opcua=opc.tcp://%s:%d broker=%s:%d",

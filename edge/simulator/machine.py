@@ -53,9 +53,17 @@ class Machine:
     _state_start_us: int = 0
     _state_end_us: int = 0
     _next_cycle_us: int = 0
-    _flushed: int = 0
 
     def __post_init__(self) -> None:
+        self.reset(self.start_us)
+
+    def reset(self, start_us: int) -> None:
+        """Start the machine's story at start_us (same seed, same story): used once the servers are up."""
+        self.start_us = start_us
+        self.state = "running"
+        self.parts_total = self.parts_scrap = 0
+        self.energy_kwh = 0.0
+        self.intervals, self.counts = [], []
         self._rng = random.Random(self.spec.seed)
         self.t_us = self.start_us
         self._state_start_us = self.start_us

@@ -1,0 +1,213 @@
+"""numba kernels vs hand-worked examples and vs the plain-Python reference (both `kernel` and `kernel.py_func`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kpi import kernels as K
+from kpi import reference as R
+from kpi.catalog import BY_ID, CATALOG, catalog_json, to_kpiml
+from kpi.formulas import kpis_from_elements
+
+S = 1_000_000  # microseconds per second
+WRAP = 1 / 16
+
+
+def both(kernel: Any) -> list[Callable[..., Any]]:
+    return [kernel, kernel.py_func]
+
+
+def arr(*xs: int) -> np.ndarray:
+    return np.array(xs, dtype=np.int64)
+
+
+@pytest.mark.parametrize("variant", ["jit", "py"])
+class TestHandWorked:
+    def pick(self, kernel: Any, variant: str) -> Callable[..., Any]:
+        return kernel if variant == "jit" else kernel.py_func
+
+    def test_counter_rollover_at_2_16_and_2_32_and_reset(self, variant: str) -> None:
+        delta = self.pick(K.counter_delta, variant)
+        assert delta(65530.0, 5.0, WRAP) == 11.0  # uint16 wrap
+        assert delta(4294967290.0, 10.0, WRAP) == 16.0  # uint32 wrap
+        assert delta(1000.0, 7.0, WRAP) == 7.0  # PLC restart: counts from 0
+        assert delta(3_000_000_000.0, 7.0, WRAP) == 7.0  # far from 2**32: a reset, not a wrap
+        assert delta(10.0, 10.0, WRAP) == 0.0
+
+    def test_counter_bucket_sums_with_nan_and_baseline_before_window(self, variant: str) -> None:
+        sums = self.pick(K.counter_bucket_sums, variant)
+        ts = arr(-5, 0, 5, 12, 15, 25) * S
+        v = np.array([100.0, 110.0, np.nan, 65535.0, 4.0, 2.0])
+        out, rows = sums(ts, v, arr(0, 10) * S, arr(10, 20) * S, WRAP)
+        # 100->110 (10) in bucket 0; 110->65535 (65425) and 65535->4 (wrap, 5) in bucket 1; 2 after the window
+        assert out.tolist() == [10.0, 65430.0] and rows.tolist() == [1, 2]  # NaN rows not counted
+
+    def test_empty_window(self, variant: str) -> None:
+        e = np.zeros(0, dtype=np.int64)
+        out, rows = self.pick(K.counter_bucket_sums, variant)(e, np.zeros(0), arr(0), arr(10), WRAP)
+        assert out.tolist() == [0.0] and rows.tolist() == [0]
+        d, known, _ = self.pick(K.state_durations, variant)(e, e, 10 * S, arr(0), arr(10 * S), arr(0), arr(10 * S), 0)
+        assert d.sum() == 0 and known.tolist() == [0.0]
+        assert self.pick(K.failure_events, variant)(e, e, arr(0), arr(1), arr(0), arr(1)).tolist() == [0]
+
+    def test_state_durations_clip_to_bucket_and_shift(self, variant: str) -> None:
+        # running 0-30 s, down 30-40, planned stop 40-60, unknown 60-70, idle 70-100; shift 10-90; buckets 0-50, 50-100
+        ts = arr(0, 30, 40, 60, 70) * S
+        codes = arr(K.RUNNING, K.DOWN, K.PLANNED_STOP, -1, K.IDLE)
+        d, known, rows = self.pick(K.state_durations, variant)(ts, codes, 100 * S, arr(0, 50) * S, arr(50, 100) * S,
+                                                               arr(10) * S, arr(90) * S, 0)
+        assert d[0].tolist() == [20.0, 0.0, 10.0, 0.0, 10.0]
+        assert d[1].tolist() == [0.0, 20.0, 0.0, 0.0, 10.0]
+        assert known.tolist() == [50.0, 40.0] and rows.tolist() == [3, 2]
+        pot = self.pick(K.calendar_time, variant)(arr(0, 50) * S, arr(50, 100) * S, arr(10) * S, arr(90) * S)
+        assert pot.tolist() == [40.0, 40.0]
+
+    def test_zero_planned_time(self, variant: str) -> None:
+        d, _, _ = self.pick(K.state_durations, variant)(arr(0), arr(K.RUNNING), 10 * S, arr(0), arr(10 * S),
+                                                        np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 0)
+        assert d.sum() == 0.0
+        out = kpis_from_elements({"actual_production_time_s": 0.0, "planned_busy_time_s": 0.0}, {}, None, True)
+        assert out["availability"] == (None, "planned busy time is zero")
+
+    def test_failure_events_and_max_hold(self, variant: str) -> None:
+        ts = arr(0, 10, 20, 30, 40) * S
+        codes = arr(K.DOWN, K.RUNNING, K.DOWN, -1, K.DOWN)  # first down has no known predecessor; unknown is skipped
+        fe = self.pick(K.failure_events, variant)(ts, codes, arr(0) * S, arr(50) * S, arr(0) * S, arr(50) * S)
+        assert fe.tolist() == [1]
+        d, _, _ = self.pick(K.state_durations, variant)(arr(0), arr(K.RUNNING), 100 * S, arr(0), arr(100 * S),
+                                                        arr(0), arr(100 * S), 30 * S)
+        assert d[0, K.RUNNING] == 30.0
+
+    def test_power_integral_nan_is_gap(self, variant: str) -> None:
+        ts = arr(0, 1800, 3600, 5400) * S
+        kw = np.array([10.0, np.nan, 4.0, 2.0])
+        e, cov = self.pick(K.step_integral, variant)(ts, kw, 7200 * S, arr(0, 3600) * S, arr(3600, 7200) * S, 0)
+        assert e.tolist() == [5.0, 3.0] and cov.tolist() == [1800.0, 3600.0]
+
+    def test_group_sums_and_safe_ratio(self, variant: str) -> None:
+        values = np.array([[1.0, 2.0], [3.0, np.nan], [5.0, 6.0]])
+        sums, counts = self.pick(K.group_sums, variant)(values, arr(0, 1, 2, 2), arr(0, 0, 0, 1), 2)
+        assert sums.tolist() == [[9.0, 8.0], [5.0, 6.0]] and counts.tolist() == [[3, 2], [1, 1]]
+        r = self.pick(K.safe_ratio, variant)(np.array([1.0, 1.0, np.nan]), np.array([4.0, 0.0, 1.0]))
+        assert r[0] == 0.25 and math.isnan(r[1]) and math.isnan(r[2])
+
+
+# ------------------------------------------------------------------ property tests: kernel == reference
+
+times = st.lists(st.integers(0, 400), min_size=0, max_size=40, unique=True).map(sorted)
+edges = st.lists(st.integers(-20, 420), min_size=2, max_size=8, unique=True).map(sorted)
+
+
+def buckets_of(e: list[int]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    s, t = np.array(e[:-1], dtype=np.int64) * S, np.array(e[1:], dtype=np.int64) * S
+    return s, t, [(int(a), int(b)) for a, b in zip(s, t, strict=True)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(ts=times, data=st.data(), e=edges, cal=edges, end=st.integers(0, 450))
+def test_state_kernels_equal_reference(ts: list[int], data: st.DataObject, e: list[int], cal: list[int],
+                                       end: int) -> None:
+    codes = data.draw(st.lists(st.integers(-1, 4), min_size=len(ts), max_size=len(ts)))
+    bs, be, bl = buckets_of(e)
+    cs, ce, cl = buckets_of(cal[:2])
+    t = np.array(ts, dtype=np.int64) * S
+    c = np.array(codes, dtype=np.int64)
+    ev = [(x * S, y) for x, y in zip(ts, codes, strict=True)]
+    want = R.state_durations(ev, end * S, bl, cl)
+    want_known = R.known_time(ev, end * S, bl)
+    want_fe = R.failure_events(ev, bl, cl)
+    for fn, fe_fn in zip(both(K.state_durations), both(K.failure_events), strict=True):
+        got, known, _ = fn(t, c, end * S, bs, be, cs, ce, 0)
+        assert np.allclose(got, np.array(want).reshape(got.shape))
+        assert np.allclose(known, want_known)
+        assert fe_fn(t, c, bs, be, cs, ce).tolist() == want_fe
+
+
+@settings(max_examples=60, deadline=None)
+@given(ts=times, data=st.data(), e=edges)
+def test_counter_kernel_equals_reference(ts: list[int], data: st.DataObject, e: list[int]) -> None:
+    big = st.one_of(st.integers(0, 2**16 - 1), st.integers(2**32 - 5000, 2**32 - 1), st.integers(0, 10_000))
+    values = data.draw(st.lists(st.one_of(big.map(float), st.just(math.nan)), min_size=len(ts), max_size=len(ts)))
+    bs, be, bl = buckets_of(e)
+    want = R.counter_bucket_sums([(x * S, v) for x, v in zip(ts, values, strict=True)], bl, WRAP)
+    for fn in both(K.counter_bucket_sums):
+        got, _ = fn(np.array(ts, dtype=np.int64) * S, np.array(values, dtype=np.float64), bs, be, WRAP)
+        assert np.allclose(got, want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ts=times, data=st.data(), e=edges, end=st.integers(0, 450))
+def test_integral_kernel_equals_reference(ts: list[int], data: st.DataObject, e: list[int], end: int) -> None:
+    values = data.draw(st.lists(st.one_of(st.floats(0, 500), st.just(math.nan)), min_size=len(ts), max_size=len(ts)))
+    bs, be, bl = buckets_of(e)
+    want = R.step_integral([(x * S, v) for x, v in zip(ts, values, strict=True)], end * S, bl)
+    for fn in both(K.step_integral):
+        got, _ = fn(np.array(ts, dtype=np.int64) * S, np.array(values, dtype=np.float64), end * S, bs, be, 0)
+        assert np.allclose(got, want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.floats(0, 1e6), st.just(math.nan)), min_size=3, max_size=3), min_size=1,
+                max_size=6), st.data())
+def test_rollup_equals_reference(values: list[list[float]], data: st.DataObject) -> None:
+    n = len(values)
+    pairs = data.draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, 2)), max_size=12))
+    want = R.group_sums(values, pairs, 3)
+    pm = np.array([p[0] for p in pairs], dtype=np.int64)
+    pg = np.array([p[1] for p in pairs], dtype=np.int64)
+    for fn in both(K.group_sums):
+        got, _ = fn(np.array(values, dtype=np.float64), pm, pg, 3)
+        assert np.allclose(got, want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0, 1e5), st.floats(0, 1e5), st.floats(0, 1e4), st.floats(0, 1e4), st.integers(0, 10**6),
+       st.integers(0, 10**4), st.floats(0.01, 100), st.integers(0, 20), st.floats(0, 1e5))
+def test_formulas_equal_reference(pbt: float, apt: float, setup: float, down: float, pq: int, sq: int, pru: float,
+                                  fe: int, energy: float) -> None:
+    sq = min(sq, pq)
+    e = {"planned_busy_time_s": pbt, "actual_production_time_s": apt, "setup_time_s": setup, "down_time_s": down,
+         "produced_quantity": float(pq), "good_quantity": float(pq - sq), "scrap_quantity": float(sq),
+         "rework_quantity": 0.0, "ideal_production_time_s": pru * pq, "performance_time_s": apt,
+         "failure_events": float(fe), "energy_kwh": energy}
+    got = kpis_from_elements(e, {}, 0.5, True)
+    want = R.kpis(pbt, apt, setup, down, pq, pq - sq, sq, pru, fe, energy, 0.5)
+    for kpi, w in want.items():
+        v, reason = got[kpi]
+        if w is None:
+            assert v is None and reason
+        else:
+            assert v == pytest.approx(w, rel=1e-12)
+
+
+def test_oee_equals_pru_times_good_over_pbt() -> None:
+    e = {"planned_busy_time_s": 39600.0, "actual_production_time_s": 34200.0, "produced_quantity": 14000.0,
+         "good_quantity": 13720.0, "ideal_production_time_s": 28000.0, "performance_time_s": 34200.0}
+    oee, _ = kpis_from_elements(e, {}, None, True)["oee"]
+    assert oee == pytest.approx(2.0 * 13720 / 39600, rel=1e-12)
+
+
+def test_nan_element_gives_null_with_its_reason() -> None:
+    e = {"planned_busy_time_s": math.nan, "actual_production_time_s": 10.0}
+    out = kpis_from_elements(e, {"planned_busy_time_s": "no shift calendar"}, None, True)
+    assert out["availability"] == (None, "no shift calendar") and out["oee"][0] is None
+
+
+def test_catalog_has_required_kpis_with_status_marks() -> None:
+    need = {"oee", "availability", "performance", "quality", "scrap_ratio", "rework_ratio", "first_pass_yield",
+            "mtbf_s", "mttr_s", "energy_kwh", "energy_per_good_unit_kwh", "co2_per_good_unit_kg", "networking_rate",
+            "produced_quantity", "good_quantity", "scrap_quantity", "planned_busy_time_s",
+            "actual_production_time_s", "down_time_s", "setup_time_s"}
+    assert need <= set(BY_ID)
+    assert all(k.status in ("verified", "secondary", "unverified", "proposed") for k in CATALOG)
+    assert BY_ID["mtbf_s"].status == "secondary" and BY_ID["networking_rate"].status == "proposed"
+    assert '"status": "verified"' in catalog_json()
+    xml = to_kpiml()
+    assert xml.count("<KPIDefinition>") == len(CATALOG) and "<Value>secondary</Value>" in xml
