@@ -20,11 +20,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from collector.errors import TransientDbError
-from collector.writer import SampleWriter
+from collector.errors import BatchRejectedError, TransientDbError
+from collector.writer import SampleWriter, WriteResult
 from edge.record import Batch, Sample, StatusEvent
 from edge.uplink import mqtt_client
 
@@ -81,7 +81,17 @@ class BatchProcessor:
             samples.extend(batch.samples)
             events.extend(batch.events)
             confirm[batch.gateway_id].append(batch.batch_id)
-        result = self.writer.write(samples, events)
+        try:
+            result = self.writer.write(samples, events)
+        except BatchRejectedError as exc:
+            if len(batches) > 1:  # find the one batch the database refuses; the others go in
+                merged: dict[str, list[int]] = defaultdict(list)
+                for i, batch in enumerate(batches):
+                    for gw, ids in self.write([batch], bad if i == 0 else []).items():
+                        merged[gw].extend(ids)
+                return merged
+            bad = [*bad, *((f"batch {b.gateway_id}/{b.batch_id}", str(exc), b.encode()) for b in batches)]
+            result = WriteResult(0, 0)
         for topic, reason, payload in bad:
             self.writer.quarantine(topic, reason, payload)
             log.warning("event=quarantined source=%s reason=%r bytes=%d hint='see table quarantine'",

@@ -1,0 +1,154 @@
+"""Ingest throughput: SampleWriter vs raw binary COPY vs executemany, and hypertable vs plain table.
+
+    python benchmarks/bench_writer.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
+
+Creates its own databases (plain, and TimescaleDB where the extension is available), migrates them with the
+real schema (same table, same indexes), and drops them at the end. Targets: writer >= 0.7 x raw COPY,
+writer >= 20 x executemany.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from collector.db import migrate  # noqa: E402
+from collector.writer import _COPY_SAMPLES, TYPES, SampleWriter, sample_rows  # noqa: E402
+from edge.record import Sample  # noqa: E402
+
+T0 = 1_717_200_000_000_000  # 2024-06-01T00:00:00Z
+
+
+def make_samples(n: int, devices: int = 20, tags: int = 10) -> list[Sample]:
+    """n samples: devices x tags series, one value per series every 100 ms (time-ordered like live data)."""
+    per_tick = devices * tags
+    return [Sample(f"dev-{(i % per_tick) // tags:03d}", f"tag-{i % tags:02d}", T0 + (i // per_tick) * 100_000,
+                   float(i % 1000), gateway_id="gw-1", boot_epoch=1, seq=i) for i in range(n)]
+
+
+def create_db(admin: str, timescaledb: bool) -> str:
+    name = f"sf_bench_{'ts' if timescaledb else 'pl'}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    url = admin.rsplit("/", 1)[0] + "/" + name
+    migrate(url, timescaledb=True if timescaledb else None, log=lambda _: None)
+    return url
+
+
+def drop_db(admin: str, url: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+def truncate(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("TRUNCATE samples")
+        c.execute("CHECKPOINT")
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def raw_copy(url: str, rows: list[tuple[object, ...]], batch: int) -> None:
+    """The floor: pre-built tuples, one binary COPY per batch, one transaction each, nothing else."""
+    with psycopg.connect(url) as c:
+        for i in range(0, len(rows), batch):
+            with c.cursor() as cur, cur.copy(_COPY_SAMPLES) as cp:
+                cp.set_types(TYPES)
+                for r in rows[i:i + batch]:
+                    cp.write_row(r)
+            c.commit()
+
+
+def writer(url: str, samples: list[Sample], batch: int) -> None:
+    with SampleWriter(url) as w:
+        for i in range(0, len(samples), batch):
+            w.write(samples[i:i + batch], [])
+
+
+def executemany(url: str, samples: list[Sample], batch: int) -> None:
+    sql = """INSERT INTO samples (ts, device_id, tag, value, value_text, quality, status_code, server_ts, historical,
+             gateway_id, boot_epoch, seq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+             ON CONFLICT DO NOTHING"""
+    with psycopg.connect(url) as c:
+        for i in range(0, len(samples), batch):
+            with c.cursor() as cur:
+                cur.executemany(sql, sample_rows(samples[i:i + batch]))
+            c.commit()
+
+
+def bench(url: str, samples: list[Sample], small: int, batch: int, label: str) -> dict[str, float]:
+    rows = sample_rows(samples)
+    out: dict[str, float] = {}
+    for name, fn, n in (("raw COPY", lambda: raw_copy(url, rows, batch), len(samples)),
+                        ("SampleWriter", lambda: writer(url, samples, batch), len(samples)),
+                        ("executemany", lambda: executemany(url, samples[:small], batch), small)):
+        best = 0.0
+        for _ in range(2 if name != "executemany" else 1):
+            truncate(url)
+            best = max(best, n / timed(fn))
+        out[name] = best
+        print(f"  {label:<12} {name:<13} {n:>8} rows  {best:>10,.0f} rows/s", flush=True)
+    truncate(url)
+    replay = len(samples[:batch * 4])
+    writer(url, samples[:replay], batch)
+    out["replay"] = replay / timed(lambda: writer(url, samples[:replay], batch))
+    print(f"  {label:<12} {'replay (dup)':<13} {replay:>8} rows  {out['replay']:>10,.0f} rows/s", flush=True)
+    return out
+
+
+def timescaledb_available(admin: str) -> bool:
+    with psycopg.connect(admin, autocommit=True) as c:
+        ok = c.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+        preload = c.execute("SHOW shared_preload_libraries").fetchone()
+    return ok is not None and preload is not None and "timescaledb" in str(preload[0])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                    help="admin URL; the benchmark creates and drops its own databases")
+    ap.add_argument("-n", "--rows", type=int, default=200_000)
+    ap.add_argument("--executemany-rows", type=int, default=20_000)
+    ap.add_argument("--batch", type=int, default=5000)
+    args = ap.parse_args()
+    samples = make_samples(args.rows)
+    results: dict[str, dict[str, float]] = {}
+    flavors = [False] + ([True] if timescaledb_available(args.database_url) else [])
+    print(f"{args.rows} samples, batches of {args.batch}; executemany on {args.executemany_rows}")
+    for ts in flavors:
+        label = "timescaledb" if ts else "plain"
+        url = create_db(args.database_url, ts)
+        try:
+            results[label] = bench(url, samples, args.executemany_rows, args.batch, label)
+        finally:
+            drop_db(args.database_url, url)
+    print()
+    ok = True
+    for label, r in results.items():
+        vs_copy = r["SampleWriter"] / r["raw COPY"]
+        vs_many = r["SampleWriter"] / r["executemany"]
+        ok &= vs_copy >= 0.7 and vs_many >= 20
+        print(f"{label}: writer/raw COPY = {vs_copy:.2f} (target >= 0.7)   "
+              f"writer/executemany = {vs_many:.1f} (target >= 20)")
+    if len(results) == 2:
+        print(f"hypertable/plain (writer) = {results['timescaledb']['SampleWriter'] / results['plain']['SampleWriter']:.2f}"
+              f"   (raw COPY {results['timescaledb']['raw COPY'] / results['plain']['raw COPY']:.2f})")
+    else:
+        print("timescaledb not available on this server: hypertable ratio not measured (run `make timescaledb`)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

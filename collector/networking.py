@@ -1,0 +1,175 @@
+"""Equipment networking rate: how many production machines are networked and reporting, and for how long.
+
+Definitions (collector/README.md "Networking rate"):
+- rate = machines reporting / production machines in scope, where a machine reports when it has a device
+  and at least one good-quality sample from that device in [start, end).
+- time_weighted_rate = mean over production machines of the fraction of [start, end) their device was
+  connected per `device_status` (a machine without a device counts 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from collector.errors import ScopeError
+from edge.config import Asset, PlantConfig
+
+
+@dataclass(frozen=True)
+class MachineNetworking:
+    machine_id: str
+    device_id: str | None
+    reporting: bool
+    connected_fraction: float
+    reason: str = ""  # why not reporting; "" when reporting
+    last_sample_ts: datetime | None = None  # latest sample of any quality before `end`
+    state: str = "unknown"  # last known connection state at `end`: connected | disconnected | unknown
+
+
+@dataclass(frozen=True)
+class NetworkingRate:
+    scope: str | None
+    start: datetime
+    end: datetime
+    machines_total: int
+    machines_reporting: int
+    rate: float | None
+    time_weighted_rate: float | None
+    machines: list[MachineNetworking] = field(default_factory=list)
+
+
+def scope_machines(cfg: PlantConfig, scope: str | None) -> list[Asset]:
+    """Production machines under an asset id (None or the plant id: the whole plant)."""
+    if scope is None or scope == cfg.plant.id:
+        return [m for m in cfg.machines() if m.production]
+    if any(asset.id == scope for asset, _ in cfg.iter_assets()):
+        return [m for m, path in cfg.iter_assets()
+                if m.kind == "machine" and m.production and (m.id == scope or scope in path)]
+    raise ScopeError(f"unknown scope {scope!r}: use the plant id ({cfg.plant.id}) or an asset id from the config")
+
+
+def connected_seconds(initial: str | None, events: list[tuple[datetime, str]], start: datetime, end: datetime) -> float:
+    """Seconds in [start, end) in state connected, given the state at start and the events inside (time order)."""
+    total = 0.0
+    state, since = initial, start
+    for ts, new in events:
+        ts = min(max(ts, start), end)
+        if state == "connected":
+            total += (ts - since).total_seconds()
+        state, since = new, ts
+    if state == "connected":
+        total += (end - since).total_seconds()
+    return total
+
+
+def _sample_stats(conn: psycopg.Connection[Any], devices: list[str], start: datetime,
+                  end: datetime) -> dict[str, tuple[int, datetime | None, datetime | None, datetime | None]]:
+    rows = conn.execute(
+        """SELECT device_id, count(*) FILTER (WHERE quality = 'good'), min(ts), max(ts)
+           FROM samples WHERE device_id = ANY(%s) AND ts >= %s AND ts < %s GROUP BY device_id""",
+        (devices, start, end)).fetchall()
+    out: dict[str, tuple[int, datetime | None, datetime | None, datetime | None]] = {
+        str(r[0]): (int(r[1]), r[2], r[3], r[3]) for r in rows}
+    missing = [d for d in devices if d not in out]
+    if missing:  # for "last sample age" on machines silent in the period
+        for dev, last in conn.execute("""SELECT device_id, max(ts) FROM samples WHERE device_id = ANY(%s) AND ts < %s
+                                         GROUP BY device_id""", (missing, start)):
+            out[str(dev)] = (0, None, None, last)
+    return out
+
+
+def _status(conn: psycopg.Connection[Any], devices: list[str], start: datetime, end: datetime
+            ) -> tuple[dict[str, tuple[datetime, str, str]], dict[str, list[tuple[datetime, str, str]]]]:
+    before = {str(r[0]): (r[1], str(r[2]), str(r[3])) for r in conn.execute(
+        """SELECT DISTINCT ON (device_id) device_id, ts, state, reason FROM device_status
+           WHERE device_id = ANY(%s) AND ts < %s ORDER BY device_id, ts DESC, state DESC""", (devices, start))}
+    inside: dict[str, list[tuple[datetime, str, str]]] = {}
+    for dev, ts, state, reason in conn.execute(
+            """SELECT device_id, ts, state, reason FROM device_status WHERE device_id = ANY(%s)
+               AND ts >= %s AND ts < %s ORDER BY device_id, ts, state""", (devices, start, end)):
+        inside.setdefault(str(dev), []).append((ts, str(state), str(reason)))
+    return before, inside
+
+
+def networking_rate(conn: psycopg.Connection[Any], cfg: PlantConfig, scope: str | None, start: datetime,
+                    end: datetime) -> NetworkingRate:
+    """Networking rate of the production machines in scope over [start, end)."""
+    if end <= start:
+        raise ValueError(f"empty period: end {end.isoformat()} is not after start {start.isoformat()}")
+    machines = scope_machines(cfg, scope)
+    devices = sorted({m.device for m in machines if m.device})
+    stats = _sample_stats(conn, devices, start, end) if devices else {}
+    before, inside = _status(conn, devices, start, end) if devices else ({}, {})
+    period = (end - start).total_seconds()
+    result: list[MachineNetworking] = []
+    for m in machines:
+        if not m.device:
+            result.append(MachineNetworking(m.id, None, False, 0.0, "no device configured"))
+            continue
+        good, first, last, last_any = stats.get(m.device, (0, None, None, None))
+        prior = before.get(m.device)
+        events = inside.get(m.device, [])
+        if prior is None and not events:
+            # No connectivity log: the device counts as connected from its first to its last sample.
+            fraction = (last - first).total_seconds() / period if first and last else 0.0
+            state = "unknown"
+        else:
+            fraction = connected_seconds(prior[1] if prior else None, [(t, s) for t, s, _ in events],
+                                         start, end) / period
+            state = events[-1][1] if events else prior[1]  # type: ignore[index]
+        reason = ""
+        if good == 0:
+            last_event = events[-1] if events else (prior if prior else None)
+            if last_event is not None and last_event[1] == "disconnected":
+                why = f": {last_event[2]}" if last_event[2] else ""
+                reason = f"disconnected since {last_event[0].astimezone(UTC).isoformat(timespec='seconds')}{why}"
+            elif first is not None:
+                reason = "no good-quality samples in period"
+            else:
+                reason = "no samples in period"
+        result.append(MachineNetworking(m.id, m.device, good > 0, min(max(fraction, 0.0), 1.0), reason,
+                                        last_any, state))
+    total = len(result)
+    reporting = sum(1 for r in result if r.reporting)
+    return NetworkingRate(
+        scope=scope, start=start, end=end, machines_total=total, machines_reporting=reporting,
+        rate=reporting / total if total else None,
+        time_weighted_rate=sum(r.connected_fraction for r in result) / total if total else None,
+        machines=result)
+
+
+def _age(ts: datetime | None, now: datetime) -> str:
+    if ts is None:
+        return "never"
+    s = max((now - ts).total_seconds(), 0.0)
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    if s < 172800:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def format_status(rate: NetworkingRate, now: datetime | None = None) -> str:
+    """Terminal table for `shopfloor collector status`: summary line, then one line per machine."""
+    now = now or min(datetime.now(UTC), rate.end)
+    head = (f"networking rate {rate.scope or 'plant'} {rate.start.astimezone(UTC):%Y-%m-%d %H:%M}"
+            f"..{rate.end.astimezone(UTC):%Y-%m-%d %H:%M} UTC: {_pct(rate.rate)} "
+            f"({rate.machines_reporting}/{rate.machines_total} reporting), time-weighted {_pct(rate.time_weighted_rate)}")
+    cols = ("machine", "device", "reporting", "last sample", "connected", "reason")
+    rows = [(m.machine_id, m.device_id or "-", "yes" if m.reporting else "no", _age(m.last_sample_ts, now),
+             _pct(m.connected_fraction), m.reason) for m in rate.machines]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
+    lines = [head, fmt.format(*cols), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)

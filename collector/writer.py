@@ -1,0 +1,204 @@
+"""Batch writer: samples by binary COPY, idempotent on replay, one transaction per call.
+
+Fast path: COPY straight into `samples`. A replayed batch (at-least-once uplink) hits the unique key
+(device_id, tag, ts) and raises UniqueViolation; we then roll back and take the slow path: COPY into a
+temporary staging table and `INSERT ... SELECT ... ON CONFLICT DO NOTHING`, which counts what was new.
+Rows the database refuses (bad text, out-of-range time) are isolated by bisection under savepoints and
+go to `quarantine`, so one poison row never blocks a batch. Transient failures raise TransientDbError
+(nothing committed; retry the same batch) and the connection is reopened on the next call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from collector.errors import BatchRejectedError, TransientDbError, is_transient
+from edge.record import Sample, StatusEvent
+
+log = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+COLUMNS = ("ts", "device_id", "tag", "value", "value_text", "quality", "status_code", "server_ts", "historical",
+           "gateway_id", "boot_epoch", "seq")
+TYPES = ["timestamptz", "text", "text", "float8", "text", "text", "int8", "timestamptz", "bool", "text", "int8", "int8"]
+_COLS = ", ".join(COLUMNS)
+_COPY_SAMPLES = f"COPY samples ({_COLS}) FROM STDIN (FORMAT BINARY)"
+_COPY_STAGE = f"COPY samples_stage ({_COLS}) FROM STDIN (FORMAT BINARY)"
+_MERGE_STAGE = f"INSERT INTO samples ({_COLS}) SELECT {_COLS} FROM samples_stage ON CONFLICT DO NOTHING"
+_INSERT_EVENT = """INSERT INTO device_status (ts, device_id, state, reason, gateway_id)
+                   VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"""
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    inserted: int
+    duplicates: int
+    rejected: int = 0  # rows the database refused, now in `quarantine`
+
+
+def ts_from_us(ts_us: int) -> datetime:
+    """Integer microseconds since the Unix epoch → aware UTC datetime (exact, no float rounding)."""
+    return EPOCH + timedelta(microseconds=ts_us)
+
+
+def sample_rows(samples: list[Sample]) -> list[Row]:
+    """Samples → tuples in COLUMNS order (the only per-row Python work on the hot path)."""
+    ep, td = EPOCH, timedelta
+    return [(ep + td(microseconds=s.ts_us), s.device_id, s.tag, s.value, s.text, s.quality, s.status,
+             None if s.server_ts_us is None else ep + td(microseconds=s.server_ts_us), s.historical,
+             s.gateway_id, s.boot_epoch, s.seq) for s in samples]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class SampleWriter:
+    """One connection, one transaction per write(); safe to call again after a TransientDbError."""
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 10, source: str = "collector") -> None:
+        self.url = url
+        self.connect_timeout_s = connect_timeout_s
+        self.source = source
+        self._conn: psycopg.Connection[Any] | None = None
+
+    # ------------------------------------------------------------------ connection
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        self.close()
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=int(self.connect_timeout_s))
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS samples_stage (LIKE samples INCLUDING DEFAULTS) "
+                         "ON COMMIT DELETE ROWS")
+        except psycopg.Error as exc:
+            if is_transient(exc):
+                raise TransientDbError(f"database unavailable: {_first_line(exc)}") from exc
+            raise
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:  # closing a broken connection can fail; it is gone either way
+                log.debug("event=close_failed")
+
+    def __enter__(self) -> SampleWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _map_error(self, exc: psycopg.Error) -> Exception:
+        if is_transient(exc):
+            self.close()
+            return TransientDbError(f"database unavailable: {_first_line(exc)}")
+        return BatchRejectedError(f"database refused the batch: {_first_line(exc)}")
+
+    # ------------------------------------------------------------------ writes
+
+    def write(self, samples: list[Sample], events: list[StatusEvent]) -> WriteResult:
+        """Store samples and status events in one transaction; duplicates are counted, not stored twice."""
+        if not samples and not events:
+            return WriteResult(0, 0)
+        conn = self._connection()
+        try:
+            rows: list[Row] | None = sample_rows(samples)
+        except (OverflowError, ValueError, TypeError, AttributeError):
+            rows = None  # some sample cannot even be converted: the careful path finds which
+        try:
+            if rows is not None:
+                try:
+                    with conn.transaction():
+                        self._copy(conn, _COPY_SAMPLES, rows)
+                        self._events(conn, events)
+                    return WriteResult(len(rows), 0)
+                except pg_errors.UniqueViolation:
+                    pass  # a replay (or a duplicate inside the batch): dedupe through the staging table
+                except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                    log.warning("event=batch_refused rows=%d error=%r action=isolating", len(rows), _first_line(exc))
+            with conn.transaction():
+                inserted, rejected = self._careful(conn, samples, rows)
+                self._events(conn, events)
+            return WriteResult(inserted, len(samples) - inserted - rejected, rejected)
+        except psycopg.Error as exc:
+            raise self._map_error(exc) from exc
+
+    def quarantine(self, source: str, reason: str, payload: bytes) -> None:
+        """Keep a payload the collector could not use, with the reason, for a person to look at."""
+        conn = self._connection()
+        try:
+            conn.execute("INSERT INTO quarantine (source, reason, payload) VALUES (%s, %s, %s)",
+                         (source, reason, payload))
+        except psycopg.Error as exc:
+            raise self._map_error(exc) from exc
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _copy(conn: psycopg.Connection[Any], statement: str, rows: list[Row]) -> None:
+        with conn.cursor() as cur, cur.copy(statement) as copy:
+            copy.set_types(TYPES)
+            for row in rows:
+                copy.write_row(row)
+
+    @staticmethod
+    def _events(conn: psycopg.Connection[Any], events: list[StatusEvent]) -> None:
+        if events:
+            with conn.cursor() as cur:
+                cur.executemany(_INSERT_EVENT, [(ts_from_us(e.ts_us), e.device_id, e.state, e.reason, e.gateway_id)
+                                                for e in events])
+
+    def _careful(self, conn: psycopg.Connection[Any], samples: list[Sample], rows: list[Row] | None) -> tuple[int, int]:
+        """Staging-table insert with bisection under savepoints; returns (inserted, rejected)."""
+        bad: list[tuple[Sample, str]] = []
+        if rows is None:
+            good_samples, rows = [], []
+            for s in samples:
+                try:
+                    rows.extend(sample_rows([s]))
+                    good_samples.append(s)
+                except (OverflowError, ValueError, TypeError, AttributeError) as exc:
+                    bad.append((s, f"cannot convert sample: {exc}"))
+            samples = good_samples
+        inserted = self._bisect(conn, samples, rows, bad)
+        for s, reason in bad:
+            payload = json.dumps(s.to_row(), default=str).encode()
+            conn.execute("INSERT INTO quarantine (source, reason, payload) VALUES (%s, %s, %s)",
+                         (self.source, reason, payload))
+        if bad:
+            log.warning("event=rows_quarantined count=%d first_reason=%r", len(bad), bad[0][1])
+        return inserted, len(bad)
+
+    def _bisect(self, conn: psycopg.Connection[Any], samples: list[Sample], rows: list[Row],
+                bad: list[tuple[Sample, str]]) -> int:
+        if not rows:
+            return 0
+        try:
+            with conn.transaction():  # a savepoint inside write()'s transaction
+                conn.execute("TRUNCATE samples_stage")
+                self._copy(conn, _COPY_STAGE, rows)
+                with conn.cursor() as cur:
+                    cur.execute(_MERGE_STAGE)
+                    return max(cur.rowcount, 0)
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            if len(rows) == 1:
+                bad.append((samples[0], _first_line(exc)))
+                return 0
+            mid = len(rows) // 2
+            return (self._bisect(conn, samples[:mid], rows[:mid], bad)
+                    + self._bisect(conn, samples[mid:], rows[mid:], bad))
