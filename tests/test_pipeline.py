@@ -164,7 +164,8 @@ def test_collector_killed_mid_batch_loses_nothing_and_duplicates_nothing(db: str
     cmd = [sys.executable, "-m", "shopfloor.cli", "collector", "--database-url", db, "--broker-url", broker_url,
            "--client-id", f"kill-{uuid.uuid4().hex[:6]}"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    logf = open(tmp_path / "collector.log", "ab")  # noqa: SIM115 - a file, not a pipe: a full pipe blocks the child
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=logf)
     n = 20_000
 
     async def kill_and_restart() -> None:
@@ -178,14 +179,16 @@ def test_collector_killed_mid_batch_loses_nothing_and_duplicates_nothing(db: str
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         await asyncio.sleep(1.0)
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=logf)
 
     try:
         edge = asyncio.run(push_through_uplink(cfg, broker_url, n, kill_and_restart))
-        assert edge.buffer.queued_samples == 0, "edge still holds unconfirmed samples"
+        log_tail = (tmp_path / "collector.log").read_text()[-3000:]
+        assert edge.buffer.queued_samples == 0, f"edge still holds unconfirmed samples; collector log:\n{log_tail}"
     finally:
         proc.terminate()
         proc.wait(10)
+        logf.close()
     with psycopg.connect(db) as conn:
         (count, distinct) = conn.execute("SELECT count(*), count(DISTINCT ts) FROM samples").fetchone()  # type: ignore[misc]
     assert count == distinct == n

@@ -1,0 +1,138 @@
+"""One machine, one bucket set: signal arrays -> element sums per bucket (pure; the kernels do the work)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kpi import kernels as K
+from kpi.buckets import BucketSet
+from kpi.kernels.counters import DEFAULT_WRAP_FRACTION
+
+Series = tuple[np.ndarray, np.ndarray]  # (ts int64 us, values float64), sorted by ts, lookback sample first
+COUNTERS = ("total_count", "good_count", "scrap_count", "rework_count")
+
+
+@dataclass
+class MachineInputs:
+    """What a machine's signals delivered around one window (None: signal not configured)."""
+
+    state: tuple[np.ndarray, np.ndarray] | None = None  # (ts, state codes int64; -1 unknown)
+    counters: dict[str, Series] = field(default_factory=dict)
+    energy_kwh: Series | None = None
+    power_kw: Series | None = None
+    networked: np.ndarray | None = None  # per bucket of the set: 1.0 if >= 1 good sample, computed by the reader
+    ideal_cycle_time_s: float | None = None
+    production: bool = True
+    has_device: bool = False
+
+
+@dataclass
+class ElementSums:
+    values: dict[str, np.ndarray]  # element -> [nb] (NaN: not available)
+    why: dict[str, str]  # element -> reason it is NaN
+    input_rows: np.ndarray  # [nb]
+    coverage: np.ndarray  # [nb], NaN without a state signal
+
+
+def _nan(nb: int) -> np.ndarray:
+    return np.full(nb, np.nan)
+
+
+def _state_elements(inp: MachineInputs, b: BucketSet, end_us: int, cal: tuple[np.ndarray, np.ndarray] | None,
+                    out: dict[str, np.ndarray], why: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    nb = len(b)
+    names = ("calendar_time_s", "planned_stop_time_s", "planned_busy_time_s", "actual_production_time_s",
+             "setup_time_s", "down_time_s", "idle_time_s", "no_data_time_s", "failure_events")
+    if inp.state is None:
+        for n in names:
+            out[n], why[n] = _nan(nb), "no state signal configured"
+        return np.zeros(nb, dtype=np.int64), _nan(nb)
+    ts, codes = inp.state
+    everything = (np.array([b.starts.min() if nb else 0], dtype=np.int64), np.array([end_us], dtype=np.int64))
+    cs, ce = cal if cal is not None else everything
+    in_cal, known, rows = K.state_durations(ts, codes, end_us, b.starts, b.ends, cs, ce, 0)
+    length = np.maximum(np.minimum(b.ends, end_us) - b.starts, 0) / 1e6
+    coverage = np.where(length > 0, known / np.where(length > 0, length, 1.0), np.nan)
+    out["actual_production_time_s"] = in_cal[:, K.RUNNING]
+    out["setup_time_s"] = in_cal[:, K.SETUP]
+    out["down_time_s"] = in_cal[:, K.DOWN]
+    out["idle_time_s"] = in_cal[:, K.IDLE]
+    out["planned_stop_time_s"] = in_cal[:, K.PLANNED_STOP]
+    out["failure_events"] = K.failure_events(ts, codes, b.starts, b.ends, cs, ce).astype(np.float64)
+    if cal is None:
+        for n in ("calendar_time_s", "planned_busy_time_s", "no_data_time_s"):
+            out[n], why[n] = _nan(nb), "no shift calendar"
+    else:
+        pot = K.calendar_time(np.minimum(b.starts, end_us), np.minimum(b.ends, end_us), cs, ce)
+        out["calendar_time_s"] = pot
+        out["planned_busy_time_s"] = pot - out["planned_stop_time_s"]
+        out["no_data_time_s"] = np.maximum(pot - in_cal.sum(axis=1), 0.0)
+    return rows, coverage
+
+
+def _count_elements(inp: MachineInputs, b: BucketSet, wrap: float, out: dict[str, np.ndarray],
+                    why: dict[str, str]) -> np.ndarray:
+    nb = len(b)
+    rows = np.zeros(nb, dtype=np.int64)
+    got: dict[str, np.ndarray] = {}
+    for name in COUNTERS:
+        series = inp.counters.get(name)
+        if series is not None:
+            got[name], r = K.counter_bucket_sums(series[0], series[1], b.starts, b.ends, wrap)
+            rows += r
+    zero = np.zeros(nb)
+    if "total_count" in got:
+        pq = got["total_count"]
+    elif "good_count" in got:
+        pq = got["good_count"] + got.get("scrap_count", zero) + got.get("rework_count", zero)
+    else:
+        pq = None
+    for name, element in (("scrap_count", "scrap_quantity"), ("rework_count", "rework_quantity")):
+        out[element] = got.get(name, _nan(nb))
+        if name not in got:
+            why[element] = f"no {name} signal configured"
+    if pq is None:
+        for n in ("produced_quantity", "good_quantity"):
+            out[n], why[n] = _nan(nb), "no total_count or good_count signal configured"
+    else:
+        out["produced_quantity"] = pq
+        out["good_quantity"] = got["good_count"] if "good_count" in got else \
+            pq - got.get("scrap_count", zero) - got.get("rework_count", zero)
+    return rows
+
+
+def machine_elements(inp: MachineInputs, b: BucketSet, end_us: int, cal: tuple[np.ndarray, np.ndarray] | None,
+                     wrap_fraction: float = DEFAULT_WRAP_FRACTION) -> ElementSums:
+    """Element sums for every bucket of `b`; data after end_us (now) is not extrapolated."""
+    nb = len(b)
+    out: dict[str, np.ndarray] = {}
+    why: dict[str, str] = {}
+    rows, coverage = _state_elements(inp, b, end_us, cal, out, why)
+    rows = rows + _count_elements(inp, b, wrap_fraction, out, why)
+    ict = inp.ideal_cycle_time_s
+    if ict is None or "produced_quantity" in why:
+        out["ideal_production_time_s"] = out["performance_time_s"] = _nan(nb)
+        reason = "no ideal_cycle_time_s configured" if ict is None else why["produced_quantity"]
+        why["ideal_production_time_s"] = why["performance_time_s"] = reason
+    else:
+        out["ideal_production_time_s"] = ict * out["produced_quantity"]
+        out["performance_time_s"] = out["actual_production_time_s"]
+        if "actual_production_time_s" in why:
+            why["performance_time_s"] = why["actual_production_time_s"]
+    if inp.energy_kwh is not None:
+        out["energy_kwh"], r = K.counter_bucket_sums(inp.energy_kwh[0], inp.energy_kwh[1], b.starts, b.ends,
+                                                     wrap_fraction)
+        rows = rows + r
+    elif inp.power_kw is not None:
+        out["energy_kwh"], _ = K.step_integral(inp.power_kw[0], inp.power_kw[1], end_us, b.starts, b.ends, 0)
+        pts = inp.power_kw[0]
+        rows = rows + np.searchsorted(pts, b.ends) - np.searchsorted(pts, b.starts)
+    else:
+        out["energy_kwh"], why["energy_kwh"] = _nan(nb), "no energy_kwh or power_kw signal configured"
+    prod = 1.0 if inp.production else 0.0
+    out["production_machines"] = np.full(nb, prod)
+    net = inp.networked if inp.networked is not None and inp.has_device else np.zeros(nb)
+    out["networked_machines"] = prod * net
+    return ElementSums(out, why, rows, coverage)

@@ -1,0 +1,100 @@
+"""KPI values from element sums (one bucket, one asset or roll-up), with the NULL-reason rule.
+
+Machines and roll-ups go through the same function: roll-ups pass element sums over their machines, so every
+ratio is a ratio of sums. A KPI whose denominator is zero or whose input is unavailable gets value None and a
+reason; never 0 or 1 in its place.
+"""
+
+from __future__ import annotations
+
+import math
+
+from kpi.catalog import GBT2589_KGCE_PER_KWH
+
+Result = tuple[float | None, str | None]
+
+
+def _has(e: dict[str, float], name: str) -> bool:
+    v = e.get(name, math.nan)
+    return not math.isnan(v)
+
+
+def _missing(e: dict[str, float], why: dict[str, str], *names: str) -> str | None:
+    for n in names:
+        if not _has(e, n):
+            return why.get(n, f"{n} not available")
+    return None
+
+
+def _ratio(e: dict[str, float], why: dict[str, str], num: str, den: str, zero: str) -> Result:
+    reason = _missing(e, why, num, den)
+    if reason:
+        return None, reason
+    if e[den] == 0:
+        return None, zero
+    return e[num] / e[den], None
+
+
+def _product(*parts: Result) -> Result:
+    value = 1.0
+    for v, reason in parts:
+        if v is None:
+            return None, reason
+        value *= v
+    return value, None
+
+
+def kpis_from_elements(e: dict[str, float], why: dict[str, str], emission_factor: float | None,
+                       is_machine: bool) -> dict[str, Result]:
+    """All KPIs of the catalog that derive from elements; `why[element]` explains a NaN element."""
+    out: dict[str, Result] = {}
+    for name in e:
+        out[name] = (None, why.get(name, f"{name} not available")) if not _has(e, name) else (e[name], None)
+    out["availability"] = _ratio(e, why, "actual_production_time_s", "planned_busy_time_s", "planned busy time is zero")
+    out["performance"] = _ratio(e, why, "ideal_production_time_s", "performance_time_s",
+                                "actual production time is zero")
+    out["quality"] = _ratio(e, why, "good_quantity", "produced_quantity", "produced quantity is zero")
+    out["oee"] = _product(out["availability"], out["performance"], out["quality"])
+    reason = _missing(e, why, "actual_production_time_s", "setup_time_s", "planned_busy_time_s")
+    if reason:
+        out["nee"] = (None, reason)
+    elif e["planned_busy_time_s"] == 0:
+        out["nee"] = (None, "planned busy time is zero")
+    else:
+        aupt = e["actual_production_time_s"] + e["setup_time_s"]
+        out["nee"] = _product((aupt / e["planned_busy_time_s"], None), out["performance"], out["quality"])
+    aupt_e = dict(e)
+    if _has(e, "actual_production_time_s") and _has(e, "setup_time_s"):
+        aupt_e["_aupt"] = e["actual_production_time_s"] + e["setup_time_s"]
+        aupt_e["_apt_adet"] = e["actual_production_time_s"] + e.get("down_time_s", math.nan)
+    out["setup_rate"] = _ratio(aupt_e, why, "setup_time_s", "_aupt", "unit processing time (APT + ASUT) is zero")
+    out["technical_efficiency"] = _ratio(aupt_e, why, "actual_production_time_s", "_apt_adet",
+                                         "APT + ADET is zero")
+    out["scrap_ratio"] = _ratio(e, why, "scrap_quantity", "produced_quantity", "produced quantity is zero")
+    out["rework_ratio"] = _ratio(e, why, "rework_quantity", "produced_quantity", "produced quantity is zero")
+    fpy = dict(e)
+    if _has(e, "produced_quantity"):
+        fpy["_first_pass"] = (e["produced_quantity"] - (e["scrap_quantity"] if _has(e, "scrap_quantity") else 0.0)
+                              - (e["rework_quantity"] if _has(e, "rework_quantity") else 0.0))
+    out["first_pass_yield"] = _ratio(fpy, why, "_first_pass", "produced_quantity", "produced quantity is zero")
+    if _has(aupt_e, "_aupt"):
+        aupt_e["_operating"] = aupt_e["_aupt"]
+    out["mtbf_s"] = _ratio(aupt_e, why, "_operating", "failure_events", "no failure events in bucket")
+    out["mttr_s"] = _ratio(e, why, "down_time_s", "failure_events", "no failure events in bucket")
+    out["energy_per_unit_kwh"] = _ratio(e, why, "energy_kwh", "produced_quantity", "produced quantity is zero")
+    out["energy_per_good_unit_kwh"] = _ratio(e, why, "energy_kwh", "good_quantity", "good quantity is zero")
+    v, r = out["energy_per_unit_kwh"]
+    out["comprehensive_energy_per_unit_kgce"] = (None, r) if v is None else (v * GBT2589_KGCE_PER_KWH, None)
+    if emission_factor is None:
+        out["co2_kg"] = out["co2_per_good_unit_kg"] = (None, "no plant.emission_factor_kg_per_kwh configured")
+    else:
+        v, r = out["energy_kwh"] if "energy_kwh" in out else (None, "energy_kwh not available")
+        out["co2_kg"] = (None, r) if v is None else (v * emission_factor, None)
+        v, r = out["energy_per_good_unit_kwh"]
+        out["co2_per_good_unit_kg"] = (None, r) if v is None else (v * emission_factor, None)
+    if not is_machine:
+        out["networking_rate"] = _ratio(e, why, "networked_machines", "production_machines",
+                                        "no production machines in scope")
+    for k in ("no_data_time_s",):
+        out.setdefault(k, (None, why.get(k, f"{k} not available")))
+    return out

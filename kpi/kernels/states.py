@@ -1,0 +1,120 @@
+"""Machine state (step-hold) -> time per state per bucket, clipped to buckets and to the planned-busy calendar."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+STATES = ("running", "idle", "down", "setup", "planned_stop")
+RUNNING, IDLE, DOWN, SETUP, PLANNED_STOP = 0, 1, 2, 3, 4
+N_STATES = 5
+
+
+@njit(cache=True, nogil=True)
+def calendar_time(bucket_starts: np.ndarray, bucket_ends: np.ndarray, cal_starts: np.ndarray,
+                  cal_ends: np.ndarray) -> np.ndarray:
+    """Seconds of each bucket that fall inside the calendar (planned operation time)."""
+    nb = bucket_starts.shape[0]
+    nc = cal_starts.shape[0]
+    out = np.zeros(nb, dtype=np.float64)
+    k = 0
+    for j in range(nb):
+        lo, hi = bucket_starts[j], bucket_ends[j]
+        while k < nc and cal_ends[k] <= lo:
+            k += 1
+        m = k
+        acc = 0
+        while m < nc and cal_starts[m] < hi:
+            a = max(lo, cal_starts[m])
+            b = min(hi, cal_ends[m])
+            if b > a:
+                acc += b - a
+            m += 1
+        out[j] = acc / 1e6
+    return out
+
+
+@njit(cache=True, nogil=True)
+def state_durations(ts: np.ndarray, codes: np.ndarray, end_us: int, bucket_starts: np.ndarray,
+                    bucket_ends: np.ndarray, cal_starts: np.ndarray, cal_ends: np.ndarray,
+                    max_hold_us: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step-hold state durations.
+
+    Sample i holds its state from ts[i] to ts[i+1] (the last one to end_us), at most max_hold_us when > 0.
+    Returns (seconds per bucket and state inside the calendar [nb, 5], seconds per bucket with a known
+    state anywhere in the bucket [nb], samples per bucket [nb]).
+    """
+    nb = bucket_starts.shape[0]
+    nc = cal_starts.shape[0]
+    n = ts.shape[0]
+    in_cal = np.zeros((nb, N_STATES), dtype=np.int64)
+    known = np.zeros(nb, dtype=np.int64)
+    rows = np.zeros(nb, dtype=np.int64)
+    bi = 0
+    r = 0
+    for i in range(n):  # rows per bucket
+        while r < nb and bucket_ends[r] <= ts[i]:
+            r += 1
+        if r < nb and bucket_starts[r] <= ts[i]:
+            rows[r] += 1
+    ci = 0
+    for i in range(n):
+        s = codes[i]
+        if s < 0 or s >= N_STATES:
+            continue
+        a = ts[i]
+        b = ts[i + 1] if i + 1 < n else end_us
+        if b > end_us:
+            b = end_us
+        if max_hold_us > 0 and b > a + max_hold_us:
+            b = a + max_hold_us
+        if b <= a:
+            continue
+        while bi < nb and bucket_ends[bi] <= a:
+            bi += 1
+        j = bi
+        while j < nb and bucket_starts[j] < b:
+            lo = max(a, bucket_starts[j])
+            hi = min(b, bucket_ends[j])
+            if hi > lo:
+                known[j] += hi - lo
+                while ci < nc and cal_ends[ci] <= lo:
+                    ci += 1
+                k = ci
+                while k < nc and cal_starts[k] < hi:
+                    x = max(lo, cal_starts[k])
+                    y = min(hi, cal_ends[k])
+                    if y > x:
+                        in_cal[j, s] += y - x
+                    k += 1
+            j += 1
+    return in_cal / 1e6, known / 1e6, rows
+
+
+@njit(cache=True, nogil=True)
+def failure_events(ts: np.ndarray, codes: np.ndarray, bucket_starts: np.ndarray, bucket_ends: np.ndarray,
+                   cal_starts: np.ndarray, cal_ends: np.ndarray) -> np.ndarray:
+    """Failure events (FE) per bucket: transitions into `down` from another known state, inside the calendar.
+
+    The event belongs to the bucket in which the down state starts; unknown codes neither start nor end one.
+    """
+    nb = bucket_starts.shape[0]
+    nc = cal_starts.shape[0]
+    fe = np.zeros(nb, dtype=np.int64)
+    last = -1
+    j = 0
+    k = 0
+    for i in range(ts.shape[0]):
+        s = codes[i]
+        if s < 0 or s >= N_STATES:
+            continue
+        if s == DOWN and last >= 0 and last != DOWN:
+            t = ts[i]
+            while j < nb and bucket_ends[j] <= t:
+                j += 1
+            while k < nc and cal_ends[k] <= t:
+                k += 1
+            if j < nb and bucket_starts[j] <= t and k < nc and cal_starts[k] <= t:
+                fe[j] += 1
+        last = s
+    return fe

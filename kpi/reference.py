@@ -1,0 +1,120 @@
+"""Plain-Python reference of every kernel and KPI, written from the formulas (loops over events, no numpy).
+
+Slow on purpose and obvious to read: the property tests check the numba kernels against these.
+"""
+
+from __future__ import annotations
+
+import math
+
+Interval = tuple[int, int]
+STATE_NAMES = ("running", "idle", "down", "setup", "planned_stop")
+
+
+def overlap(a: Interval, b: Interval) -> int:
+    return max(0, min(a[1], b[1]) - max(a[0], b[0]))
+
+
+def counter_delta(prev: float, cur: float, wrap_fraction: float = 1 / 16) -> float:
+    """Increase of a cumulative counter; a drop is a rollover at 2**16 or 2**32 when that increase is small."""
+    if cur >= prev:
+        return cur - prev
+    for modulus in (2.0**16, 2.0**32):
+        if prev < modulus and modulus - prev + cur <= modulus * wrap_fraction:
+            return modulus - prev + cur
+    return max(cur, 0.0)  # reset: the counter restarted from 0
+
+
+def counter_bucket_sums(events: list[tuple[int, float]], buckets: list[Interval],
+                        wrap_fraction: float = 1 / 16) -> list[float]:
+    out = [0.0] * len(buckets)
+    prev: float | None = None
+    for t, v in events:
+        if math.isnan(v):
+            continue
+        if prev is not None:
+            for j, (s, e) in enumerate(buckets):
+                if s <= t < e:
+                    out[j] += counter_delta(prev, v, wrap_fraction)
+        prev = v
+    return out
+
+
+def _holds(events: list[tuple[int, float]], end: int) -> list[tuple[int, int, float]]:
+    """Step-hold: each sample holds until the next one (the last until end)."""
+    out = []
+    for i, (t, v) in enumerate(events):
+        nxt = events[i + 1][0] if i + 1 < len(events) else end
+        out.append((t, min(nxt, end), v))
+    return out
+
+
+def state_durations(events: list[tuple[int, int]], end: int, buckets: list[Interval],
+                    cal: list[Interval]) -> list[list[float]]:
+    """Seconds per bucket and state, counting only time inside the calendar."""
+    out = [[0.0] * 5 for _ in buckets]
+    for a, b, s in _holds([(t, float(c)) for t, c in events], end):
+        if not 0 <= s < 5:
+            continue
+        for j, bk in enumerate(buckets):
+            seg = (max(a, bk[0]), min(b, bk[1]))
+            if seg[1] > seg[0]:
+                out[j][int(s)] += sum(overlap(seg, c) for c in cal) / 1e6
+    return out
+
+
+def known_time(events: list[tuple[int, int]], end: int, buckets: list[Interval]) -> list[float]:
+    return [sum(overlap((a, b), bk) for a, b, s in _holds([(t, float(c)) for t, c in events], end)
+                if b > a and 0 <= s < 5) / 1e6 for bk in buckets]
+
+
+def failure_events(events: list[tuple[int, int]], buckets: list[Interval], cal: list[Interval]) -> list[int]:
+    """Transitions into down (state 2) from another known state, counted where the down state starts."""
+    out = [0] * len(buckets)
+    last = None
+    for t, s in events:
+        if not 0 <= s < 5:
+            continue
+        if s == 2 and last is not None and last != 2 and any(c[0] <= t < c[1] for c in cal):
+            for j, (bs, be) in enumerate(buckets):
+                if bs <= t < be:
+                    out[j] += 1
+        last = s
+    return out
+
+
+def step_integral(events: list[tuple[int, float]], end: int, buckets: list[Interval]) -> list[float]:
+    """Sum of value x held duration (hours) per bucket; NaN samples are gaps."""
+    out = [0.0] * len(buckets)
+    for a, b, v in _holds(events, end):
+        if math.isnan(v):
+            continue
+        for j, bk in enumerate(buckets):
+            out[j] += v * overlap((a, b), bk) / 3.6e9
+    return out
+
+
+def group_sums(values: list[list[float]], membership: list[tuple[int, int]], n_groups: int) -> list[list[float]]:
+    cols = len(values[0]) if values else 0
+    out = [[0.0] * cols for _ in range(n_groups)]
+    for m, g in membership:
+        for c in range(cols):
+            if not math.isnan(values[m][c]):
+                out[g][c] += values[m][c]
+    return out
+
+
+def kpis(pbt: float, apt: float, setup: float, down: float, pq: float, gq: float, sq: float, pru: float,
+         fe: float, energy: float, ef: float) -> dict[str, float | None]:
+    """ISO 22400-2 KPIs from element sums; None where a denominator is zero."""
+
+    def div(a: float, b: float) -> float | None:
+        return None if b == 0 else a / b
+
+    availability, performance, quality = div(apt, pbt), div(pru * pq, apt), div(gq, pq)
+    oee = None if None in (availability, performance, quality) else availability * performance * quality  # type: ignore[operator]
+    e_good = div(energy, gq)
+    return {"availability": availability, "performance": performance, "quality": quality, "oee": oee,
+            "scrap_ratio": div(sq, pq), "mtbf_s": div(apt + setup, fe), "mttr_s": div(down, fe),
+            "energy_per_good_unit_kwh": e_good, "co2_per_good_unit_kg": None if e_good is None else e_good * ef,
+            "setup_rate": div(setup, apt + setup), "technical_efficiency": div(apt, apt + down)}

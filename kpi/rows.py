@@ -1,0 +1,56 @@
+"""Element sums and KPI results -> kpi_values rows (with provenance)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+from psycopg.types.json import Jsonb
+
+from edge.config import PlantConfig
+from kpi.buckets import BucketSet, from_us
+from kpi.catalog import BY_ID, DEFINITION_VERSION
+from kpi.formulas import kpis_from_elements
+
+
+@cache
+def code_version() -> str:
+    try:
+        return f"shopfloor {version('shopfloor')}"
+    except PackageNotFoundError:
+        return "shopfloor 0+unknown"
+
+
+def provenance(cfg: PlantConfig) -> Jsonb:
+    """What, besides the inputs, a value depends on: calendar choice, micro-stop setting, emission factor."""
+    return Jsonb({"calendar": cfg.kpi.calendar, "micro_stop_s": cfg.kpi.micro_stop_s,
+                  "emission_factor_kg_per_kwh": cfg.plant.emission_factor_kg_per_kwh,
+                  "emission_factor_version": cfg.plant.emission_factor_version, "timezone": cfg.plant.timezone})
+
+
+def bucket_rows(cfg: PlantConfig, asset_id: str, is_machine: bool, b: BucketSet, elements: dict[str, np.ndarray],
+                why: dict[str, str], input_rows: np.ndarray, coverage: np.ndarray, until_us: int,
+                prov: Jsonb | None = None) -> list[tuple[Any, ...]]:
+    """One row per (bucket, KPI) in store.COLUMNS order."""
+    prov = prov if prov is not None else provenance(cfg)
+    rows: list[tuple[Any, ...]] = []
+    ef = cfg.plant.emission_factor_kg_per_kwh
+    for j in range(len(b)):
+        e = {k: float(v[j]) for k, v in elements.items()}
+        start: datetime = from_us(int(b.starts[j]))
+        end: datetime = from_us(int(b.ends[j]))
+        final = bool(b.ends[j] <= until_us)
+        cov = float(coverage[j])
+        cov_out = None if math.isnan(cov) else cov
+        for kpi, (value, reason) in kpis_from_elements(e, why, ef, is_machine).items():
+            if kpi not in BY_ID:
+                continue
+            if value is not None and not math.isfinite(value):
+                value, reason = None, "not a finite number"
+            rows.append((start, b.kind, asset_id, kpi, value, reason, BY_ID[kpi].unit, b.shift_name,
+                         DEFINITION_VERSION, code_version(), int(input_rows[j]), cov_out, end, final, prov))
+    return rows

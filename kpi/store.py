@@ -1,0 +1,63 @@
+"""Writes to kpi_values: staged by COPY, upserted; a changed value of a final bucket moves to kpi_value_revisions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+COLUMNS = ("bucket_start", "bucket", "asset_id", "kpi", "value", "null_reason", "unit", "shift_name",
+           "definition_version", "code_version", "input_rows", "coverage", "bucket_end", "is_final", "provenance")
+KEY = ("asset_id", "kpi", "bucket", "bucket_start")
+ALL = (*COLUMNS[:12], "revision", "computed_at", *COLUMNS[12:])
+_CHANGED = "(k.value IS DISTINCT FROM s.value OR k.null_reason IS DISTINCT FROM s.null_reason)"
+
+
+def write_rows(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+    """Upsert rows (tuples in COLUMNS order) in one transaction; returns (rows written, revisions kept)."""
+    if not rows:
+        return 0, 0
+    cols = ", ".join(COLUMNS)
+    key = ", ".join(KEY)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE kpi_stage (LIKE kpi_values INCLUDING DEFAULTS) ON COMMIT DROP")
+        with cur.copy(f"COPY kpi_stage ({cols}) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row(r)
+        cur.execute(f"""INSERT INTO kpi_value_revisions ({", ".join(ALL)}, superseded_at)
+                        SELECT {", ".join("k." + c for c in ALL)}, now()
+                        FROM kpi_values k JOIN kpi_stage s USING ({key})
+                        WHERE k.is_final AND {_CHANGED}""")
+        revisions = cur.rowcount
+        updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in KEY)
+        cur.execute(f"""INSERT INTO kpi_values AS k ({cols}) SELECT {cols} FROM kpi_stage s
+                        ON CONFLICT ({key}) DO UPDATE SET {updates}, computed_at = now(),
+                        revision = CASE WHEN k.is_final AND (k.value IS DISTINCT FROM excluded.value
+                                            OR k.null_reason IS DISTINCT FROM excluded.null_reason)
+                                   THEN k.revision + 1 ELSE k.revision END""")
+    return len(rows), max(revisions, 0)
+
+
+def read_watermark(conn: psycopg.Connection[Any], asset_id: str) -> tuple[datetime | None, datetime | None]:
+    row = conn.execute("SELECT computed_until, computed_at FROM kpi_watermarks WHERE asset_id = %s",
+                       (asset_id,)).fetchone()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def write_watermark(conn: psycopg.Connection[Any], asset_id: str, until: datetime, run_started: datetime) -> None:
+    """Advance computed_until (never backwards) and remember when the run that read the samples started."""
+    conn.execute("""INSERT INTO kpi_watermarks (asset_id, computed_until, computed_at) VALUES (%s, %s, %s)
+                    ON CONFLICT (asset_id) DO UPDATE SET
+                      computed_until = greatest(kpi_watermarks.computed_until, excluded.computed_until),
+                      computed_at = excluded.computed_at""", (asset_id, until, run_started))
+
+
+def try_lock(conn: psycopg.Connection[Any], asset_id: str) -> bool:
+    """Claim an asset for this worker (session-level advisory lock); False when another worker holds it."""
+    row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (asset_id,)).fetchone()
+    return bool(row and row[0])
+
+
+def unlock(conn: psycopg.Connection[Any], asset_id: str) -> None:
+    conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (asset_id,))
