@@ -106,28 +106,44 @@ def config_check(file: Annotated[Path, typer.Argument(help="Plant YAML file to v
 def db_migrate(database_url: DbOpt = None,
                timescaledb: Annotated[bool, typer.Option("--timescaledb", help="Create the extension and convert "
                                                          "existing tables to hypertables (migrate_data).")] = False,
+               yes: Annotated[bool, typer.Option("--yes", "-y", help="Convert without asking (needed when stdin "
+                                                 "is not a terminal).")] = False,
                config: ConfigOpt = None) -> None:
     """Create or upgrade the schema (hypertables where TimescaleDB exists, plain tables otherwise)."""
-    from collector.db import migrate, sync_assets
+    from collector.db import conversion_plan, migrate, sync_assets
 
     url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
-    report = migrate(url, timescaledb=True if timescaledb else None, log=typer.echo)
+    cfg = load(config) if config is not None else None
+    if timescaledb:
+        plan = conversion_plan(url)
+        if plan:
+            for line in plan:
+                typer.echo(line)
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise fail("refusing to convert without confirmation: stdin is not a terminal; "
+                               "pass --yes to convert", 2)
+                if not typer.confirm("convert now?", default=False):
+                    raise fail("conversion cancelled; nothing changed", 1)
+    report = migrate(url, timescaledb=True if timescaledb else None, log=typer.echo,
+                     retention_days=cfg.plant.retention_days if cfg is not None else None)
     typer.echo(str(report))
-    if config is not None:
+    if cfg is not None:
         import psycopg
 
-        cfg = load(config)
         with psycopg.connect(url) as conn:
             sync_assets(conn, cfg)
         typer.echo(f"asset register synced from {config}")
 
 
 @db_app.command("info")
-def db_info_cmd(database_url: DbOpt = None) -> None:
+def db_info_cmd(database_url: DbOpt = None,
+                days: Annotated[int, typer.Option(help="Samples per day for the last N days (0: skip).")] = 7
+                ) -> None:
     """Which path is in use (TimescaleDB or plain), extension version and license, table sizes and chunks."""
     from collector.db import db_info, format_db_info
 
-    typer.echo(format_db_info(db_info(need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL"))))
+    typer.echo(format_db_info(db_info(need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL"), days)))
 
 
 @db_app.command("retention")
@@ -168,10 +184,15 @@ def edge_run(ctx: typer.Context, config: ConfigOpt = None, broker_url: BrokerOpt
 
         migrate(database_url, log=lambda m: logging.getLogger("collector").info("%s", m))
         _sync(database_url, cfg, sync_assets)
+        from collector.service import housekeeping
+
         sink = DirectSink(database_url)
+        hk_stop = threading.Event()
+        threading.Thread(target=housekeeping, args=(database_url, cfg, hk_stop), daemon=True,
+                         name="housekeeping").start()
     else:
         raise fail("give --broker-url (publish to the uplink) or --database-url (single-node mode)", 2)
-    edge = Edge(cfg, sink, buffer_path=buffer, gateway_id=gateway_id)
+    edge = Edge(cfg, sink, buffer_path=buffer, gateway_id=gateway_id, config_dir=str(Path(str(config)).parent))
     run_until_signal(edge.run)
 
 
@@ -307,6 +328,10 @@ def simulate(modbus: Annotated[int, typer.Option(help="Machines behind the Modbu
              ground_truth: Annotated[Path | None, typer.Option(help="Write exact state intervals and counts here "
                                                                "on exit (JSON lines, one per machine).")] = None,
              duration_s: Annotated[float, typer.Option(help="Stop after N seconds (0: until Ctrl-C).")] = 0,
+             counter_bits: Annotated[int, typer.Option(help="Part counters roll over at 2**N (16 shows rollover "
+                                                       "within hours).")] = 32,
+             state_scale: Annotated[float, typer.Option(help="Multiply mean state durations (0.1: ten times "
+                                                      "more state changes).")] = 1.0,
              log_level: LogOpt = "info") -> None:
     """Play a simulated factory on real OPC UA, Modbus TCP and MQTT/Sparkplug endpoints on loopback."""
     setup_logging(log_level)
@@ -317,7 +342,7 @@ def simulate(modbus: Annotated[int, typer.Option(help="Machines behind the Modbu
     b = urlparse(broker_url or "mqtt://127.0.0.1:1883")
     plan = FactoryPlan(modbus=modbus, opcua=opcua, mqtt=mqtt, sparkplug=sparkplug, seed=seed, speed=speed,
                        modbus_port=modbus_port, opcua_port=opcua_port, broker_host=b.hostname or "127.0.0.1",
-                       broker_port=b.port or 1883)
+                       broker_port=b.port or 1883, counter_bits=counter_bits, duration_scale=state_scale)
     factory = Factory(plan)
     if write_config:
         factory.write_config(write_config)
@@ -325,14 +350,15 @@ def simulate(modbus: Annotated[int, typer.Option(help="Machines behind the Modbu
 
     async def main(stop: asyncio.Event) -> None:
         await factory.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + duration_s if duration_s else float("inf")
         try:
-            if duration_s:
+            while not stop.is_set() and loop.time() < deadline:
                 try:
-                    await asyncio.wait_for(stop.wait(), duration_s)
+                    await asyncio.wait_for(stop.wait(), min(10.0, max(0.0, deadline - loop.time())))
                 except TimeoutError:
-                    pass
-            else:
-                await stop.wait()
+                    if ground_truth:  # kept current, so a killed simulator still leaves its truth behind
+                        factory.write_ground_truth(ground_truth)
         finally:
             await factory.stop()
             if ground_truth:
