@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,57 @@ MIGRATE_LOCK_ID = 0x5F0C_0001  # pg_advisory_lock key shared by every shopfloor 
 _FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+?)(?:\.(plain|timescaledb))?\.sql$")
 
 Log = Callable[[str], object]
+
+# --------------------------------------------------------------------------- time buckets on both paths
+
+# time_bucket() on timestamptz aligns buckets to 2000-01-03 00:00 UTC (a Monday) by default; date_bin() gets the
+# same origin, so both paths return identical buckets for every fixed width (minutes, hours, days, weeks).
+BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
+_WIDTH_RE = re.compile(r"^\s*(\d+)\s*(microsecond|millisecond|second|minute|min|hour|day|week)s?\s*$", re.IGNORECASE)
+_WIDTH_UNIT_S = {"microsecond": 1e-6, "millisecond": 1e-3, "second": 1, "minute": 60, "min": 60, "hour": 3600,
+                 "day": 86400, "week": 7 * 86400}
+_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+
+
+def bucket_width(width: str) -> timedelta:
+    """'15 minutes', '1 hour', '1 day', '1 week' -> timedelta; months and years are refused (no fixed length,
+    and date_bin cannot bin by them)."""
+    m = _WIDTH_RE.match(width)
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"bucket width {width!r}: use a positive number of microseconds, milliseconds, seconds, "
+                         "minutes, hours, days or weeks (e.g. '15 minutes')")
+    return timedelta(seconds=int(m.group(1)) * _WIDTH_UNIT_S[m.group(2).lower()])
+
+
+def bucket_sql(path: str, width: str, column: str = "ts") -> str:
+    """SQL for the start of the `width` bucket containing `column`: time_bucket on TimescaleDB, date_bin on plain.
+
+    Both use the same origin (BUCKET_ORIGIN), so they return the same buckets. `width` is validated and
+    inlined as an interval literal, `column` must be a (qualified) column name.
+    """
+    bucket_width(width)  # validates
+    if not _IDENT_RE.match(column):
+        raise ValueError(f"bucket column {column!r} is not a column name")
+    m = _WIDTH_RE.match(width)
+    assert m is not None
+    unit = "minute" if m.group(2).lower() == "min" else m.group(2).lower()
+    interval = f"interval '{int(m.group(1))} {unit}s'"
+    if path == "timescaledb":
+        return f"time_bucket({interval}, {column})"
+    if path == "plain":
+        return f"date_bin({interval}, {column}, timestamptz '{BUCKET_ORIGIN.isoformat()}')"
+    raise ValueError(f"unknown database path {path!r} (expected 'timescaledb' or 'plain')")
+
+
+def bucket_start(ts: datetime, width: str) -> datetime:
+    """The bucket containing `ts`, computed in Python exactly as bucket_sql does in the database."""
+    delta = bucket_width(width)
+    return BUCKET_ORIGIN + ((ts - BUCKET_ORIGIN) // delta) * delta
+
+
+def detect_path(conn: psycopg.Connection[Any]) -> str:
+    """'timescaledb' when the extension exists in this database, else 'plain'."""
+    return "timescaledb" if _extension_version(conn) else "plain"
 
 
 @dataclass(frozen=True)
@@ -44,6 +96,7 @@ class MigrateReport:
     extension_version: str | None
     applied: list[str] = field(default_factory=list)
     converted: list[str] = field(default_factory=list)  # timescaledb variants applied over a plain schema
+    policies: dict[str, Any] | None = None  # apply_licensed_policies' report (TimescaleDB path)
 
 
 def load_migrations(schema_dir: Path = SCHEMA_DIR) -> list[Migration]:
@@ -97,11 +150,13 @@ def _pending(migrations: list[Migration], done: dict[int, str], path: str) -> li
 
 
 def migrate(url: str, timescaledb: bool | None = None, log: Log = print, *,
-            schema_dir: Path = SCHEMA_DIR) -> MigrateReport:
+            schema_dir: Path = SCHEMA_DIR, retention_days: int | None = None) -> MigrateReport:
     """Create or upgrade the schema; idempotent and safe to run concurrently.
 
     timescaledb=None: follow the database (extension present → TimescaleDB path). True: create the extension
     first (converting an existing plain schema to hypertables). False: insist on the plain path.
+    On the TimescaleDB path it then calls collector.retention.apply_licensed_policies (compression and policy
+    jobs where the Timescale license is present; logs what it skipped and why under the Apache license).
     """
     migrations = load_migrations(schema_dir)
     try:
@@ -111,7 +166,15 @@ def migrate(url: str, timescaledb: bool | None = None, log: Log = print, *,
     with conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK_ID,))
         try:
-            return _migrate_locked(conn, migrations, timescaledb, log)
+            report = _migrate_locked(conn, migrations, timescaledb, log)
+            if report.path == "timescaledb":
+                from collector.retention import apply_licensed_policies
+
+                try:
+                    report.policies = apply_licensed_policies(conn, retention_days, log)
+                except psycopg.Error as exc:
+                    raise MigrationError(f"licensed policies: {str(exc).strip().splitlines()[0]}") from exc
+            return report
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK_ID,))
 
@@ -134,9 +197,8 @@ def _migrate_locked(conn: psycopg.Connection[Any], migrations: list[Migration], 
     converting = [m for m in pending if was_plain and m.variant == "timescaledb"]
     report = MigrateReport(path=path, extension_version=ext)
     if converting:
-        log(f"converting this plain database to TimescaleDB: will apply {', '.join(m.filename for m in converting)}")
-        for table, rows in _row_estimates(conn).items():
-            log(f"  {table}: about {rows} rows will move into hypertable chunks (tables are locked meanwhile)")
+        for line in _plan_lines(conn, converting):
+            log(line)
     for mig in pending:
         sql = mig.path.read_text(encoding="utf-8")
         try:
@@ -158,12 +220,60 @@ def _migrate_locked(conn: psycopg.Connection[Any], migrations: list[Migration], 
     return report
 
 
-def _row_estimates(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    rows = conn.execute("""SELECT c.relname, greatest(c.reltuples, 0)::bigint FROM pg_class c
-                           JOIN pg_namespace n ON n.oid = c.relnamespace
-                           WHERE n.nspname = 'public' AND c.relname IN ('samples', 'device_status', 'kpi_values')
-                           ORDER BY 1""").fetchall()
-    return {str(r[0]): int(r[1]) for r in rows}
+EXACT_COUNT_BELOW = 1_000_000  # tables whose estimate is below this are counted exactly for the plan
+_HYPERTABLE_OF = {"002_samples.timescaledb.sql": "samples", "004_device_status.timescaledb.sql": "device_status",
+                  "031_kpi.timescaledb.sql": "kpi_values"}
+
+
+def _row_counts(conn: psycopg.Connection[Any], tables: list[str]) -> dict[str, tuple[int, bool, int]]:
+    """table -> (rows, exact?, bytes); an exact count(*) for small tables, the planner estimate for big ones."""
+    out: dict[str, tuple[int, bool, int]] = {}
+    for table in tables:
+        row = conn.execute("""SELECT c.reltuples::bigint, pg_total_relation_size(c.oid) FROM pg_class c
+                              WHERE c.oid = to_regclass(%s)""", (f"public.{table}",)).fetchone()
+        if row is None:
+            continue
+        estimate, size = int(row[0]), int(row[1])
+        if estimate >= EXACT_COUNT_BELOW:
+            out[table] = (estimate, False, size)
+        else:
+            n = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            out[table] = (int(n[0]) if n else 0, True, size)
+    return out
+
+
+def _plan_lines(conn: psycopg.Connection[Any], converting: list[Migration]) -> list[str]:
+    """What converting a plain database to TimescaleDB will do, for the operator to read before it happens."""
+    tables = [_HYPERTABLE_OF.get(m.filename, "") for m in converting]
+    counts = _row_counts(conn, [t for t in tables if t])
+    lines = [f"converting this plain database to TimescaleDB: will apply {', '.join(m.filename for m in converting)}"]
+    for mig, table in zip(converting, tables, strict=True):
+        if not table or table not in counts:
+            lines.append(f"  {mig.filename}: runs on the TimescaleDB path")
+            continue
+        n, exact, size = counts[table]
+        lines.append(f"  {table}: {'' if exact else 'about '}{n} rows ({_size(size)}) -> hypertable; "
+                     "create_hypertable(migrate_data => true) copies every row into chunks in one transaction")
+    lines.append("  each table is locked (ACCESS EXCLUSIVE) while its rows are copied: writers and readers wait; "
+                 "stop the collectors or expect them to retry. Needs free disk for about one more copy of the data.")
+    return lines
+
+
+def conversion_plan(url: str, schema_dir: Path = SCHEMA_DIR) -> list[str]:
+    """What `migrate(url, timescaledb=True)` would convert on this database ([] when nothing: new or converted)."""
+    migrations = load_migrations(schema_dir)
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise MigrationError(f"cannot connect to the database: {str(exc).strip().splitlines()[0]}") from exc
+    with conn:
+        if not conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()[0]:  # type: ignore[index]
+            return []
+        done = {int(v): str(p) for v, p in conn.execute("SELECT version, path FROM schema_migrations")}
+        if "plain" not in done.values():
+            return []
+        converting = [m for m in _pending(migrations, done, "timescaledb") if m.variant == "timescaledb"]
+        return _plan_lines(conn, converting) if converting else []
 
 
 # --------------------------------------------------------------------------- asset register
@@ -190,8 +300,25 @@ def sync_assets(conn: psycopg.Connection[Any], cfg: PlantConfig) -> int:
 # --------------------------------------------------------------------------- info
 
 
-def db_info(url: str) -> dict[str, Any]:
-    """What the database is: path, extension version and license, schema version, per-table rows and chunks."""
+def rows_per_day(conn: psycopg.Connection[Any], days: int = 7, now: datetime | None = None,
+                 path: str | None = None) -> list[tuple[datetime, int]]:
+    """Samples per UTC day for the last `days` days (today included, oldest first, empty days as 0).
+
+    One query with bucket_sql: time_bucket on TimescaleDB (only the chunks of those days are scanned), date_bin
+    on plain PostgreSQL (BRIN range scan).
+    """
+    path = path or detect_path(conn)
+    today = bucket_start(now or datetime.now(UTC), "1 day")
+    first = today - timedelta(days=days - 1)
+    counts = {r[0]: int(r[1]) for r in conn.execute(
+        f"""SELECT {bucket_sql(path, '1 day')} AS day, count(*) FROM samples
+            WHERE ts >= %s AND ts < %s GROUP BY 1""", (first, today + timedelta(days=1)))}
+    return [(d, counts.get(d, 0)) for d in (first + timedelta(days=i) for i in range(days))]
+
+
+def db_info(url: str, days: int = 7) -> dict[str, Any]:
+    """What the database is: path, extension version and license, schema version, per-table rows and chunks,
+    and samples per day for the last `days` days (0: skip that query)."""
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         ext = _extension_version(conn)
         info: dict[str, Any] = {
@@ -230,6 +357,8 @@ def db_info(url: str) -> dict[str, Any]:
                 assert row is not None
                 t.update(chunks=None, size_bytes=int(row[1]), rows_estimate=int(row[0]))
             info["tables"][name] = t
+        info["rows_per_day"] = rows_per_day(conn, days, path=info["path"]) if days > 0 and "samples" in info[
+            "tables"] else []
         return info
 
 
@@ -243,6 +372,11 @@ def format_db_info(info: dict[str, Any]) -> str:
     for name, t in info["tables"].items():
         chunks = "-" if t["chunks"] is None else str(t["chunks"])
         lines.append(f"{name:<16}{t['rows_estimate']:>14}{chunks:>8}{_size(t['size_bytes']):>12}")
+    per_day = info.get("rows_per_day") or []
+    if per_day:
+        fn = "time_bucket" if info["path"] == "timescaledb" else "date_bin"
+        lines.append(f"samples per UTC day, last {len(per_day)} days ({fn}):")
+        lines += [f"  {day:%Y-%m-%d}{n:>14}" for day, n in per_day]
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ from paho.mqtt.properties import Properties
 from collector.errors import BatchRejectedError, TransientDbError
 from collector.writer import SampleWriter, WriteResult
 from edge.record import Batch, Sample, StatusEvent
-from edge.uplink import mqtt_client
+from edge.uplink import AckCallback, mqtt_client
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class Collector:
                     self.host, self.port, rc)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        self._queue.put(_Msg(msg.mid, msg.qos, msg.topic, msg.payload))
+        self._queue.put(_Msg(msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
 
     def _take(self) -> list[_Msg]:
         try:
@@ -177,7 +177,7 @@ class Collector:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600  # queued QoS 1 messages survive a collector restart
         self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=props)
-        self.client.reconnect_delay_set(0.5, 10)
+        self.client.reconnect_delay_set(1, 10)
         self.client.loop_start()
         try:
             while not stop.is_set():
@@ -205,7 +205,7 @@ class DirectSink:
         self.stats = IngestStats()
         self.writer = SampleWriter(database_url)
         self.processor = BatchProcessor(self.writer, self.stats)
-        self.on_ack = None  # set by the Forwarder
+        self.on_ack: AckCallback | None = None  # set by the Forwarder
         self._lock = threading.Lock()
 
     async def start(self) -> None:

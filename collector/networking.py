@@ -5,6 +5,8 @@ Definitions (collector/README.md "Networking rate"):
   and at least one good-quality sample from that device in [start, end).
 - time_weighted_rate = mean over production machines of the fraction of [start, end) their device was
   connected per `device_status` (a machine without a device counts 0).
+- networking_timeline: machines reporting per time bucket (time_bucket on TimescaleDB, date_bin on plain,
+  via collector.db.bucket_sql; both give the same buckets).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from collector.db import bucket_sql, bucket_start, bucket_width, detect_path
 from collector.errors import ScopeError
 from edge.config import Asset, PlantConfig
 
@@ -140,6 +143,47 @@ def networking_rate(conn: psycopg.Connection[Any], cfg: PlantConfig, scope: str 
         rate=reporting / total if total else None,
         time_weighted_rate=sum(r.connected_fraction for r in result) / total if total else None,
         machines=result)
+
+
+@dataclass(frozen=True)
+class TimelineBucket:
+    start: datetime  # bucket start (UTC); the first bucket may start before the period, counts cover only [start, end)
+    machines_total: int
+    machines_reporting: int
+    rate: float | None
+
+
+def networking_timeline(conn: psycopg.Connection[Any], cfg: PlantConfig, scope: str | None, start: datetime,
+                        end: datetime, width: str = "1 hour", path: str | None = None) -> list[TimelineBucket]:
+    """Per `width` bucket of [start, end): production machines in scope with >= 1 good sample in the bucket.
+
+    Every bucket overlapping the period is returned (empty ones with 0 reporting). Buckets are computed in the
+    database by bucket_sql (time_bucket / date_bin, same origin), so both paths return identical results.
+    """
+    if end <= start:
+        raise ValueError(f"empty period: end {end.isoformat()} is not after start {start.isoformat()}")
+    delta = bucket_width(width)
+    machines = scope_machines(cfg, scope)
+    by_device: dict[str, int] = {}
+    for m in machines:
+        if m.device:
+            by_device[m.device] = by_device.get(m.device, 0) + 1
+    counts: dict[datetime, int] = {}
+    if by_device:
+        path = path or detect_path(conn)
+        for bucket, device in conn.execute(
+                f"""SELECT DISTINCT {bucket_sql(path, width)} AS bucket, device_id FROM samples
+                    WHERE device_id = ANY(%s) AND quality = 'good' AND ts >= %s AND ts < %s""",
+                (sorted(by_device), start, end)):
+            counts[bucket] = counts.get(bucket, 0) + by_device[str(device)]
+    total = len(machines)
+    out: list[TimelineBucket] = []
+    b = bucket_start(start, width)
+    while b < end:
+        n = counts.get(b, 0)
+        out.append(TimelineBucket(b.astimezone(UTC), total, n, n / total if total else None))
+        b += delta
+    return out
 
 
 def _age(ts: datetime | None, now: datetime) -> str:

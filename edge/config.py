@@ -22,6 +22,7 @@ from edge.errors import ConfigError
 STATES = ("running", "idle", "down", "setup", "planned_stop")
 State = Literal["running", "idle", "down", "setup", "planned_stop"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ALL_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class Model(BaseModel):
@@ -56,7 +57,7 @@ class Shift(Model):
     name: str = Field(min_length=1)
     start: str
     end: str
-    days: list[Weekday] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"])
+    days: list[Weekday] = Field(default_factory=lambda: list(ALL_DAYS))
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -151,8 +152,11 @@ REGISTER_COUNT = {"bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "
                   "int64": 4, "uint64": 4, "float64": 4}
 
 
-class ModbusTag(Model):
+class TagBase(Model):
     name: str = Field(min_length=1)
+
+
+class ModbusTag(TagBase):
     address: ModbusAddress
     type: ModbusType = "uint16"
     word_order: Literal["big", "little"] = "big"
@@ -191,8 +195,7 @@ class ModbusTag(Model):
         return REGISTER_COUNT[self.type]
 
 
-class OpcUaTag(Model):
-    name: str = Field(min_length=1)
+class OpcUaTag(TagBase):
     node: str
     mode: Literal["subscribe", "poll"] = "subscribe"
     sampling_ms: float = Field(default=1000, gt=0)
@@ -206,8 +209,7 @@ class OpcUaTag(Model):
         return v
 
 
-class MqttTag(Model):
-    name: str = Field(min_length=1)
+class MqttTag(TagBase):
     topic: str = Field(min_length=1)
     json_path: str = "$"
     timestamp_path: str | None = None
@@ -233,8 +235,7 @@ class MqttTag(Model):
         return v
 
 
-class SparkplugTag(Model):
-    name: str = Field(min_length=1)
+class SparkplugTag(TagBase):
     metric: str = Field(min_length=1)
 
 

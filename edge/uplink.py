@@ -127,7 +127,8 @@ class Forwarder:
             await asyncio.sleep(0.05)
 
 
-def mqtt_client(broker_url: str, client_id: str, version: int = mqtt.MQTTv5) -> tuple[mqtt.Client, str, int]:
+def mqtt_client(broker_url: str, client_id: str,
+                version: mqtt.MQTTProtocolVersion = mqtt.MQTTProtocolVersion.MQTTv5) -> tuple[mqtt.Client, str, int]:
     """A paho 2.x client for mqtt://[user:pass@]host:port or mqtts://...; returns (client, host, port)."""
     u = urlparse(broker_url)
     if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not u.hostname:
@@ -182,7 +183,7 @@ class MqttSink:
 
     async def start(self) -> None:
         self.client.connect_async(self.host, self.port, keepalive=30)
-        self.client.reconnect_delay_set(0.5, 10)
+        self.client.reconnect_delay_set(1, 10)
         self.client.loop_start()
 
     async def send(self, batch: Batch) -> bool:
