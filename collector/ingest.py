@@ -18,6 +18,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -25,8 +26,8 @@ from paho.mqtt.properties import Properties
 
 from collector.errors import BatchRejectedError, TransientDbError
 from collector.writer import SampleWriter, WriteResult
-from edge.record import Batch, Sample, StatusEvent
-from edge.uplink import AckCallback, mqtt_client
+from edge.record import StatusEvent, check_row, decode_batch
+from edge.uplink import AckCallback, Outgoing, mqtt_client
 
 log = logging.getLogger(__name__)
 
@@ -63,26 +64,26 @@ class BatchProcessor:
 
         Raises TransientDbError (nothing committed, nothing to confirm) when the database is unavailable.
         """
-        batches: list[Batch] = []
+        batches: list[Decoded] = []
         bad: list[tuple[str, str, bytes]] = []
         for topic, payload in items:
             try:
-                batches.append(Batch.decode(payload))
+                batches.append(Decoded(*decode_batch(payload), payload))
             except ValueError as exc:
                 bad.append((topic, str(exc), payload))
         return self.write(batches, bad)
 
-    def write(self, batches: list[Batch], bad: list[tuple[str, str, bytes]]) -> dict[str, list[int]]:
+    def write(self, batches: list[Decoded], bad: list[tuple[str, str, bytes]]) -> dict[str, list[int]]:
         """One transaction for all decoded batches, then quarantine what could not be decoded."""
-        samples: list[Sample] = []
+        rows: list[tuple[Any, ...]] = []
         events: list[StatusEvent] = []
         confirm: dict[str, list[int]] = defaultdict(list)
         for batch in batches:
-            samples.extend(batch.samples)
+            rows.extend(batch.rows)
             events.extend(batch.events)
             confirm[batch.gateway_id].append(batch.batch_id)
         try:
-            result = self.writer.write(samples, events)
+            result = self.writer.write_rows(rows, events)
         except BatchRejectedError as exc:
             if len(batches) > 1:  # find the one batch the database refuses; the others go in
                 merged: dict[str, list[int]] = defaultdict(list)
@@ -90,7 +91,7 @@ class BatchProcessor:
                     for gw, ids in self.write([batch], bad if i == 0 else []).items():
                         merged[gw].extend(ids)
                 return merged
-            bad = [*bad, *((f"batch {b.gateway_id}/{b.batch_id}", str(exc), b.encode()) for b in batches)]
+            bad = [*bad, *((f"batch {b.gateway_id}/{b.batch_id}", str(exc), b.payload) for b in batches)]
             result = WriteResult(0, 0)
         for topic, reason, payload in bad:
             self.writer.quarantine(topic, reason, payload)
@@ -102,6 +103,17 @@ class BatchProcessor:
         self.stats.quarantined += len(bad)
         self.stats.last_commit = time.time()
         return confirm
+
+
+@dataclass
+class Decoded:
+    """One uplink batch after validation: rows in database column order, ready for COPY."""
+
+    gateway_id: str
+    batch_id: int
+    rows: list[tuple[Any, ...]]
+    events: list[StatusEvent]
+    payload: bytes
 
 
 class Collector:
@@ -211,7 +223,7 @@ class DirectSink:
     async def start(self) -> None:
         return None
 
-    async def send(self, batch: Batch) -> bool:
+    async def send(self, batch: Outgoing) -> bool:
         try:
             confirm = await asyncio.to_thread(self._write, batch)
         except TransientDbError as exc:
@@ -224,9 +236,12 @@ class DirectSink:
                 self.on_ack(ids)
         return True
 
-    def _write(self, batch: Batch) -> dict[str, list[int]]:
+    def _write(self, batch: Outgoing) -> dict[str, list[int]]:
+        p = batch.pending
+        rows = [check_row(r) for part in p.sample_parts for r in json.loads(part)]
+        decoded = Decoded(batch.gateway_id, batch.batch_id, rows, p.events(), b"")
         with self._lock:
-            return self.processor.write([batch], [])
+            return self.processor.write([decoded], [])
 
     async def stop(self) -> None:
         self.writer.close()

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from collector.errors import BatchRejectedError, TransientDbError, is_transient
 from edge.record import Sample, StatusEvent
@@ -36,6 +40,8 @@ _INSERT_EVENT = """INSERT INTO device_status (ts, device_id, state, reason, gate
                    VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"""
 
 Row = tuple[Any, ...]
+# Raised while dumping a row (a time beyond int64 microseconds, a wrong type): that row is poison, not the batch.
+_CONVERSION_ERRORS = (struct.error, OverflowError, TypeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -51,11 +57,29 @@ def ts_from_us(ts_us: int) -> datetime:
 
 
 def sample_rows(samples: list[Sample]) -> list[Row]:
-    """Samples → tuples in COLUMNS order (the only per-row Python work on the hot path)."""
-    ep, td = EPOCH, timedelta
-    return [(ep + td(microseconds=s.ts_us), s.device_id, s.tag, s.value, s.text, s.quality, s.status,
-             None if s.server_ts_us is None else ep + td(microseconds=s.server_ts_us), s.historical,
-             s.gateway_id, s.boot_epoch, s.seq) for s in samples]
+    """Samples → tuples in COLUMNS order, times as integer microseconds (what record.check_row returns)."""
+    return [(s.ts_us, s.device_id, s.tag, s.value, s.text, s.quality.value, s.status, s.server_ts_us,
+             s.historical, s.gateway_id, s.boot_epoch, s.seq) for s in samples]
+
+
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds: PostgreSQL's binary timestamp origin
+_PACK_Q = struct.Struct(">q").pack
+
+
+class MicrosTimestamptzDumper(Dumper):
+    """Binary COPY of timestamptz straight from integer Unix microseconds: no datetime per row.
+
+    Registered by oid only (cls=None), so it applies where COPY's set_types names timestamptz and nowhere else.
+    """
+
+    format = Format.BINARY
+    oid = postgres.types["timestamptz"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        if type(obj) is int:
+            return _PACK_Q(obj - _PG_EPOCH_US)
+        delta = obj - EPOCH  # a datetime (e.g. a caller passing ts_from_us values)
+        return _PACK_Q((delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds - _PG_EPOCH_US)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -80,6 +104,7 @@ class SampleWriter:
         self.close()
         try:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=int(self.connect_timeout_s))
+            conn.adapters.register_dumper(None, MicrosTimestamptzDumper)
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS samples_stage (LIKE samples INCLUDING DEFAULTS) "
                          "ON COMMIT DELETE ROWS")
         except psycopg.Error as exc:
@@ -113,28 +138,27 @@ class SampleWriter:
 
     def write(self, samples: list[Sample], events: list[StatusEvent]) -> WriteResult:
         """Store samples and status events in one transaction; duplicates are counted, not stored twice."""
-        if not samples and not events:
+        return self.write_rows(sample_rows(samples), events)
+
+    def write_rows(self, rows: list[Row], events: list[StatusEvent]) -> WriteResult:
+        """Rows in COLUMNS order with integer-microsecond times (record.check_row's output), in one transaction."""
+        if not rows and not events:
             return WriteResult(0, 0)
         conn = self._connection()
         try:
-            rows: list[Row] | None = sample_rows(samples)
-        except (OverflowError, ValueError, TypeError, AttributeError):
-            rows = None  # some sample cannot even be converted: the careful path finds which
-        try:
-            if rows is not None:
-                try:
-                    with conn.transaction():
-                        self._copy(conn, _COPY_SAMPLES, rows)
-                        self._events(conn, events)
-                    return WriteResult(len(rows), 0)
-                except pg_errors.UniqueViolation:
-                    pass  # a replay (or a duplicate inside the batch): dedupe through the staging table
-                except (psycopg.DataError, psycopg.IntegrityError) as exc:
-                    log.warning("event=batch_refused rows=%d error=%r action=isolating", len(rows), _first_line(exc))
+            try:
+                with conn.transaction():
+                    self._copy(conn, _COPY_SAMPLES, rows)
+                    self._events(conn, events)
+                return WriteResult(len(rows), 0)
+            except pg_errors.UniqueViolation:
+                pass  # a replay (or a duplicate inside the batch): dedupe through the staging table
+            except (psycopg.DataError, psycopg.IntegrityError, *_CONVERSION_ERRORS) as exc:
+                log.warning("event=batch_refused rows=%d error=%r action=isolating", len(rows), _first_line(exc))
             with conn.transaction():
-                inserted, rejected = self._careful(conn, samples, rows)
+                inserted, rejected = self._careful(conn, rows)
                 self._events(conn, events)
-            return WriteResult(inserted, len(samples) - inserted - rejected, rejected)
+            return WriteResult(inserted, len(rows) - inserted - rejected, rejected)
         except psycopg.Error as exc:
             raise self._map_error(exc) from exc
 
@@ -163,29 +187,19 @@ class SampleWriter:
                 cur.executemany(_INSERT_EVENT, [(ts_from_us(e.ts_us), e.device_id, e.state, e.reason, e.gateway_id)
                                                 for e in events])
 
-    def _careful(self, conn: psycopg.Connection[Any], samples: list[Sample], rows: list[Row] | None) -> tuple[int, int]:
+    def _careful(self, conn: psycopg.Connection[Any], rows: list[Row]) -> tuple[int, int]:
         """Staging-table insert with bisection under savepoints; returns (inserted, rejected)."""
-        bad: list[tuple[Sample, str]] = []
-        if rows is None:
-            good_samples, rows = [], []
-            for s in samples:
-                try:
-                    rows.extend(sample_rows([s]))
-                    good_samples.append(s)
-                except (OverflowError, ValueError, TypeError, AttributeError) as exc:
-                    bad.append((s, f"cannot convert sample: {exc}"))
-            samples = good_samples
-        inserted = self._bisect(conn, samples, rows, bad)
-        for s, reason in bad:
-            payload = json.dumps(s.to_row(), default=str).encode()
+        bad: list[tuple[Row, str]] = []
+        inserted = self._bisect(conn, rows, bad)
+        for row, reason in bad:
+            payload = json.dumps(dict(zip(COLUMNS, row, strict=True)), default=str).encode()
             conn.execute("INSERT INTO quarantine (source, reason, payload) VALUES (%s, %s, %s)",
                          (self.source, reason, payload))
         if bad:
             log.warning("event=rows_quarantined count=%d first_reason=%r", len(bad), bad[0][1])
         return inserted, len(bad)
 
-    def _bisect(self, conn: psycopg.Connection[Any], samples: list[Sample], rows: list[Row],
-                bad: list[tuple[Sample, str]]) -> int:
+    def _bisect(self, conn: psycopg.Connection[Any], rows: list[Row], bad: list[tuple[Row, str]]) -> int:
         if not rows:
             return 0
         try:
@@ -195,10 +209,9 @@ class SampleWriter:
                 with conn.cursor() as cur:
                     cur.execute(_MERGE_STAGE)
                     return max(cur.rowcount, 0)
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        except (psycopg.DataError, psycopg.IntegrityError, *_CONVERSION_ERRORS) as exc:
             if len(rows) == 1:
-                bad.append((samples[0], _first_line(exc)))
+                bad.append((rows[0], _first_line(exc)))
                 return 0
             mid = len(rows) // 2
-            return (self._bisect(conn, samples[:mid], rows[:mid], bad)
-                    + self._bisect(conn, samples[mid:], rows[mid:], bad))
+            return self._bisect(conn, rows[:mid], bad) + self._bisect(conn, rows[mid:], bad)

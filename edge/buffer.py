@@ -16,8 +16,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from edge.errors import ShopfloorError
 from edge.record import Sample, StatusEvent
 
 log = logging.getLogger(__name__)
@@ -25,12 +25,24 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Pending:
-    """Chunks handed out by begin() and not yet confirmed or returned."""
+    """Chunks handed out by begin() and not yet confirmed or returned.
+
+    The rows stay as the JSON arrays they were stored as: the uplink joins them into a payload without
+    decoding and re-encoding every sample (see record.encode_batch).
+    """
 
     chunk_ids: list[int]
-    samples: list[Sample] = field(default_factory=list)
-    events: list[StatusEvent] = field(default_factory=list)
+    n_samples: int = 0
+    sample_parts: list[bytes] = field(default_factory=list)
+    event_parts: list[bytes] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+
+    def samples(self) -> list[Sample]:
+        """Decode the rows (single-node mode and tests; the MQTT uplink never needs to)."""
+        return [Sample.from_row(r) for part in self.sample_parts for r in json.loads(part)]
+
+    def events(self) -> list[StatusEvent]:
+        return [StatusEvent.from_row(r) for part in self.event_parts for r in json.loads(part)]
 
 
 class StoreAndForward:
@@ -43,8 +55,13 @@ class StoreAndForward:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(chunk)")}
+        if cols and "samples" not in cols:
+            raise ShopfloorError(f"{self.path}: store-and-forward file from an older shopfloor version; stop the "
+                                 "edge, let the old version drain it, or move it away")
         self._db.execute("CREATE TABLE IF NOT EXISTS chunk (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                         "n INTEGER NOT NULL, nbytes INTEGER NOT NULL, body BLOB NOT NULL)")
+                         "n INTEGER NOT NULL, n_samples INTEGER NOT NULL, nbytes INTEGER NOT NULL, "
+                         "samples BLOB NOT NULL, events BLOB NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         self.boot_epoch = self._meta("boot_epoch") + 1
         self._set_meta("boot_epoch", self.boot_epoch)
@@ -79,12 +96,14 @@ class StoreAndForward:
                 s.seq = self._seq
             for e in events:
                 e.gateway_id = self.gateway_id
-            body = json.dumps({"s": [s.to_row() for s in samples], "e": [e.to_row() for e in events]},
-                              separators=(",", ":")).encode()
+            sbody = json.dumps([s.to_row() for s in samples], separators=(",", ":")).encode()
+            ebody = json.dumps([e.to_row() for e in events], separators=(",", ":")).encode()
             n = len(samples) + len(events)
+            nbytes = len(sbody) + len(ebody)
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("INSERT INTO chunk(n, nbytes, body) VALUES (?, ?, ?)", (n, len(body), body))
-            self._bytes += len(body)
+            self._db.execute("INSERT INTO chunk(n, n_samples, nbytes, samples, events) VALUES (?, ?, ?, ?, ?)",
+                             (n, len(samples), nbytes, sbody, ebody))
+            self._bytes += nbytes
             self._count += n
             if self._bytes > self.max_bytes:
                 self._drop_oldest()
@@ -125,17 +144,17 @@ class StoreAndForward:
                     break
                 ids.append(cid)
                 total += n
-            samples: list[Sample] = []
-            events: list[StatusEvent] = []
-            for cid in ids:
-                (body,) = self._db.execute("SELECT body FROM chunk WHERE id=?", (cid,)).fetchone()
-                doc: dict[str, Any] = json.loads(body)
-                samples.extend(Sample.from_row(r) for r in doc["s"])
-                events.extend(StatusEvent.from_row(r) for r in doc["e"])
             if not ids:
                 return None
+            pending = Pending(ids)
+            for cid in ids:
+                n_samples, sbody, ebody = self._db.execute("SELECT n_samples, samples, events FROM chunk WHERE id=?",
+                                                           (cid,)).fetchone()
+                pending.n_samples += int(n_samples)
+                pending.sample_parts.append(bytes(sbody))
+                pending.event_parts.append(bytes(ebody))
             self._in_flight.update(ids)
-            return Pending(ids, samples, events)
+            return pending
 
     def end(self, pending: Pending) -> None:
         """The collector confirmed the write: delete the chunks for good."""

@@ -40,24 +40,49 @@ class Sample:
     seq: int = 0
 
     def to_row(self) -> list[Any]:
-        return [self.device_id, self.tag, self.ts_us, self.value, self.text, str(self.quality), self.status,
+        """The wire form: a JSON array in WIRE_FIELDS order."""
+        return [self.device_id, self.tag, self.ts_us, self.value, self.text, self.quality.value, self.status,
                 self.server_ts_us, self.historical, self.gateway_id, self.boot_epoch, self.seq]
 
     @classmethod
-    def from_row(cls, r: list[Any]) -> Sample:
-        if not isinstance(r, list) or len(r) != 12:
-            raise ValueError("sample row must be a list of 12 fields")
-        dev, tag, ts, val, text, q, st, sts, hist, gw, boot, seq = r
-        if not isinstance(dev, str) or not dev or not isinstance(tag, str) or not tag:
-            raise ValueError("device_id and tag must be non-empty strings")
-        if not isinstance(ts, int) or isinstance(ts, bool):
-            raise ValueError("ts_us must be an integer")
-        if val is not None and (not isinstance(val, int | float) or isinstance(val, bool)):
+    def from_row(cls, r: Any) -> Sample:
+        ts, dev, tag, val, text, q, st, sts, hist, gw, boot, seq = check_row(r)
+        return cls(dev, tag, ts, val, text, Quality(q), st, sts, hist, gw, boot, seq)
+
+
+WIRE_FIELDS = ("device_id", "tag", "ts_us", "value", "text", "quality", "status", "server_ts_us", "historical",
+               "gateway_id", "boot_epoch", "seq")
+_QUALITIES = frozenset(q.value for q in Quality)
+_NUMBER = (int, float)
+
+
+def check_row(r: Any) -> tuple[Any, ...]:
+    """Validate one wire row; return it in the database's column order
+    (ts_us, device_id, tag, value, text, quality, status, server_ts_us, historical, gateway_id, boot_epoch, seq).
+
+    The one validator for uplink rows, kept cheap: the collector runs it on every sample it receives.
+    """
+    if type(r) is not list or len(r) != 12:
+        raise ValueError("sample row must be a list of 12 fields " + str(WIRE_FIELDS))
+    dev, tag, ts, val, text, q, st, sts, hist, gw, boot, seq = r
+    if type(dev) is not str or not dev or type(tag) is not str or not tag:
+        raise ValueError("device_id and tag must be non-empty strings")
+    if type(ts) is not int:
+        raise ValueError("ts_us must be an integer (microseconds since the Unix epoch)")
+    if val is not None:
+        if type(val) not in _NUMBER:
             raise ValueError("value must be a number or null")
-        if val is not None and val != val:
+        val = float(val)
+        if val != val:
             val = None  # NaN carries no information; keep the row with text/quality
-        return cls(dev, tag, ts, None if val is None else float(val), text, Quality(q), int(st),
-                   sts, bool(hist), str(gw), int(boot), int(seq))
+    if text is not None and type(text) is not str:
+        raise ValueError("text must be a string or null")
+    if q not in _QUALITIES:
+        raise ValueError(f"quality must be one of {sorted(_QUALITIES)}")
+    if type(st) is not int or (sts is not None and type(sts) is not int) or type(hist) is not bool \
+            or type(gw) is not str or type(boot) is not int or type(seq) is not int:
+        raise ValueError("status, server_ts_us, boot_epoch and seq must be integers, historical a boolean")
+    return (ts, dev, tag, val, text, q, st, sts, hist, gw, boot, seq)
 
 
 @dataclass(slots=True)
@@ -95,23 +120,48 @@ class Batch:
     events: list[StatusEvent] = field(default_factory=list)
 
     def encode(self) -> bytes:
-        return json.dumps({"v": 1, "gateway_id": self.gateway_id, "batch_id": self.batch_id,
-                           "samples": [s.to_row() for s in self.samples],
-                           "events": [e.to_row() for e in self.events]},
-                          separators=(",", ":")).encode()
+        return encode_batch(self.gateway_id, self.batch_id,
+                            [json.dumps([s.to_row() for s in self.samples], separators=(",", ":")).encode()],
+                            [json.dumps([e.to_row() for e in self.events], separators=(",", ":")).encode()])
 
     @classmethod
     def decode(cls, payload: bytes) -> Batch:
         """Parse an uplink payload; ValueError says what is wrong (the collector quarantines it)."""
-        try:
-            doc = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"not JSON: {exc}") from exc
-        if not isinstance(doc, dict) or doc.get("v") != 1:
-            raise ValueError("not a shopfloor v1 batch (missing \"v\": 1)")
-        try:
-            samples = [Sample.from_row(r) for r in doc["samples"]]
-            events = [StatusEvent.from_row(r) for r in doc.get("events", [])]
-            return cls(str(doc["gateway_id"]), int(doc["batch_id"]), samples, events)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"bad batch: {exc}") from exc
+        gateway_id, batch_id, rows, events = decode_batch(payload)
+        samples = [Sample(dev, tag, ts, val, text, Quality(q), st, sts, hist, gw, boot, seq)
+                   for ts, dev, tag, val, text, q, st, sts, hist, gw, boot, seq in rows]
+        return cls(gateway_id, batch_id, samples, events)
+
+
+def encode_batch(gateway_id: str, batch_id: int, sample_parts: list[bytes], event_parts: list[bytes]) -> bytes:
+    """Join JSON arrays of wire rows (as stored in the edge buffer) into one payload without re-encoding them."""
+
+    def join(parts: list[bytes]) -> bytes:
+        return b",".join(p[1:-1] for p in parts if len(p) > 2)
+
+    return (b'{"v":1,"gateway_id":' + json.dumps(gateway_id).encode() + b',"batch_id":' + str(batch_id).encode()
+            + b',"samples":[' + join(sample_parts) + b'],"events":[' + join(event_parts) + b"]}")
+
+
+def decode_batch(payload: bytes) -> tuple[str, int, list[tuple[Any, ...]], list[StatusEvent]]:
+    """Payload -> (gateway_id, batch_id, rows in database column order, events); ValueError names the problem."""
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("v") != 1:
+        raise ValueError("not a shopfloor v1 batch (missing \"v\": 1)")
+    try:
+        raw = doc["samples"]
+        if not isinstance(raw, list):
+            raise ValueError("samples must be a list")
+        rows = []
+        for i, r in enumerate(raw):
+            try:
+                rows.append(check_row(r))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"sample {i}: {exc}") from None
+        events = [StatusEvent.from_row(r) for r in doc.get("events", [])]
+        return str(doc["gateway_id"]), int(doc["batch_id"]), rows, events
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"bad batch: {exc}") from exc

@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -166,7 +167,13 @@ class Edge:
             return
         samples, events = self._pending_samples, self._pending_events
         self._pending_samples, self._pending_events = [], []
-        await asyncio.to_thread(self.buffer.add, samples, events)
+        try:
+            await asyncio.to_thread(self.buffer.add, samples, events)
+        except sqlite3.Error as exc:  # disk full, file removed: keep the data in memory and say what to do
+            self._pending_samples[:0], self._pending_events[:0] = samples, events
+            log.error("buffer=%s event=buffer_write_failed error=%r pending=%d hint='check free disk space and "
+                      "permissions of edge.buffer_path; retrying'", self.buffer.path, str(exc), len(samples))
+            return
         self.forwarder.wake()
 
     async def _flusher(self, stop: asyncio.Event) -> None:
@@ -182,7 +189,12 @@ class Edge:
         fwd_stop = asyncio.Event()
         forwarder = asyncio.create_task(self.forwarder.run(fwd_stop), name="forwarder")
         try:
-            await stop.wait()
+            waiter = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({waiter, flusher, forwarder}, return_when=asyncio.FIRST_COMPLETED)
+            if waiter not in done:  # a programming error in the edge itself: fail loudly, do not limp on
+                stop.set()
+                for t in done:
+                    t.result()
         finally:
             await asyncio.gather(*tasks, return_exceptions=True)
             await flusher

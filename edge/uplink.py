@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlparse
 
@@ -23,11 +24,23 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.buffer import Pending, StoreAndForward
-from edge.record import Batch
+from edge.record import encode_batch
 
 log = logging.getLogger(__name__)
 
 AckCallback = Callable[[list[int]], None]
+
+
+@dataclass
+class Outgoing:
+    """A batch on its way: buffered chunks under a batch id the collector will confirm."""
+
+    gateway_id: str
+    batch_id: int
+    pending: Pending
+
+    def payload(self) -> bytes:
+        return encode_batch(self.gateway_id, self.batch_id, self.pending.sample_parts, self.pending.event_parts)
 
 
 class Sink(Protocol):
@@ -37,7 +50,7 @@ class Sink(Protocol):
 
     async def start(self) -> None: ...
 
-    async def send(self, batch: Batch) -> bool:
+    async def send(self, batch: Outgoing) -> bool:
         """Hand the batch over; False when it could not even be sent (the forwarder keeps it)."""
         ...
 
@@ -83,7 +96,7 @@ class Forwarder:
             pending = self._in_flight.pop(bid, None)
             if pending is not None:  # an ack for an older boot or a re-sent twin is ignored
                 self.buffer.end(pending)
-                self.confirmed_samples += len(pending.samples)
+                self.confirmed_samples += pending.n_samples
         now = time.monotonic()
         for bid, pending in list(self._in_flight.items()):
             if now - pending.started > self.ack_timeout_s:
@@ -91,7 +104,7 @@ class Forwarder:
                 self.buffer.give_back(pending)
                 self.resent_batches += 1
                 log.warning("batch=%d event=ack_timeout samples=%d hint='collector or broker slow or down; "
-                            "batch will be re-sent'", bid, len(pending.samples))
+                            "batch will be re-sent'", bid, pending.n_samples)
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
@@ -107,7 +120,7 @@ class Forwarder:
                         break
                     bid = next(self._ids)
                     self._in_flight[bid] = pending
-                    if not await self.sink.send(Batch(self.buffer.gateway_id, bid, pending.samples, pending.events)):
+                    if not await self.sink.send(Outgoing(self.buffer.gateway_id, bid, pending)):
                         del self._in_flight[bid]
                         self.buffer.give_back(pending)
                         break
@@ -186,10 +199,10 @@ class MqttSink:
         self.client.reconnect_delay_set(1, 10)
         self.client.loop_start()
 
-    async def send(self, batch: Batch) -> bool:
+    async def send(self, batch: Outgoing) -> bool:
         if not self.connected:
             return False
-        payload = await asyncio.to_thread(batch.encode)
+        payload = batch.payload()
         info = self.client.publish(self.topic, payload, qos=1)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 

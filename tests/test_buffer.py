@@ -33,9 +33,9 @@ def test_only_confirmed_chunks_leave(tmp_path: Path) -> None:
     b.add(samples(10), [StatusEvent("dev", 1, "connected", "ok")])
     b.add(samples(10, 10))
     p1 = b.begin(11)
-    assert p1 is not None and len(p1.samples) == 10 and len(p1.events) == 1
+    assert p1 is not None and len(p1.samples()) == 10 and len(p1.events()) == 1 and p1.n_samples == 10
     p2 = b.begin(100)
-    assert p2 is not None and [s.value for s in p2.samples] == [float(i) for i in range(10, 20)]
+    assert p2 is not None and [s.value for s in p2.samples()] == [float(i) for i in range(10, 20)]
     assert b.begin(100) is None  # everything is in flight
     b.give_back(p2)
     b.end(p1)
@@ -53,8 +53,8 @@ def test_drop_oldest_when_full_is_counted_and_persisted(tmp_path: Path) -> None:
     assert b.dropped_samples > 0
     kept = b.begin(10_000)
     assert kept is not None
-    assert kept.samples[-1].value == 999.0  # the newest survived
-    assert len(kept.samples) + b.dropped_samples == 1000  # nothing vanished without being counted
+    assert kept.samples()[-1].value == 999.0  # the newest survived
+    assert len(kept.samples()) + b.dropped_samples == 1000  # nothing vanished without being counted
     dropped = b.dropped_samples
     b.close()
     assert StoreAndForward(tmp_path / "b.sqlite", "gw").dropped_samples == dropped
@@ -77,6 +77,6 @@ def test_survives_kill_9(tmp_path: Path) -> None:
     assert r.returncode == -signal.SIGKILL and "added" in r.stdout
     b = StoreAndForward(path, "gw")
     p = b.begin(1000)
-    assert p is not None and [s.value for s in p.samples] == [float(i) for i in range(100)]
+    assert p is not None and [s.value for s in p.samples()] == [float(i) for i in range(100)]
     assert os.path.exists(path)
     b.close()

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from edge.config import PlantConfig, parse_config
-from edge.record import Batch, Sample, StatusEvent
+from edge.record import Sample, StatusEvent
 from edge.runner import Edge
+from edge.uplink import Outgoing
 from edge.simulator.machine import Machine, MachineSpec
 from edge.simulator.modbus_server import ModbusPlc
 from edge.simulator.modbus_server import device_config as modbus_devices
@@ -34,9 +35,9 @@ class ListSink:
     async def start(self) -> None:
         return None
 
-    async def send(self, batch: Batch) -> bool:
-        self.samples.extend(batch.samples)
-        self.events.extend(batch.events)
+    async def send(self, batch: Outgoing) -> bool:
+        self.samples.extend(batch.pending.samples())
+        self.events.extend(batch.pending.events())
         if self.on_ack is not None:
             self.on_ack([batch.batch_id])
         return True
