@@ -21,7 +21,7 @@ def housekeeping(url: str, cfg: Any, stop: threading.Event, every_s: float = 60.
     from collector.retention import enforce_retention
 
     grace = cfg.collector.ledger_grace_s if cfg is not None else 300.0
-    last_retention = 0.0
+    last_retention: float | None = None
     while not stop.wait(every_s):
         try:
             with psycopg.connect(url, autocommit=True) as conn:
@@ -29,7 +29,7 @@ def housekeeping(url: str, cfg: Any, stop: threading.Event, every_s: float = 60.
                 if sealed:
                     log.info("event=ledger_sealed entries=%d", sealed)
                 days = cfg.plant.retention_days if cfg is not None else None
-                if days and time.monotonic() - last_retention > 3600:
+                if days and (last_retention is None or time.monotonic() - last_retention > 3600):
                     log.info("event=retention result=%s", enforce_retention(conn, days))
                     last_retention = time.monotonic()
         except psycopg.OperationalError as exc:
