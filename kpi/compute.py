@@ -9,6 +9,7 @@ import numpy as np
 from kpi import kernels as K
 from kpi.buckets import BucketSet
 from kpi.kernels.counters import DEFAULT_WRAP_FRACTION
+from kpi.statemodel import with_disconnects
 
 Series = tuple[np.ndarray, np.ndarray]  # (ts int64 us, values float64), sorted by ts, lookback sample first
 COUNTERS = ("total_count", "good_count", "scrap_count", "rework_count")
@@ -26,6 +27,9 @@ class MachineInputs:
     ideal_cycle_time_s: float | None = None
     production: bool = True
     has_device: bool = False
+    disconnects: np.ndarray | None = None  # instants (us) of device_status `disconnected`: unknown from there
+    micro_stop_us: int = 0  # kpi.statemodel.micro_stop_s in us (0: no micro-stop reclassification)
+    max_hold_us: int = 0  # kpi.statemodel.state_max_hold_s in us (0: unlimited)
 
 
 @dataclass
@@ -44,15 +48,26 @@ def _state_elements(inp: MachineInputs, b: BucketSet, end_us: int, cal: tuple[np
                     out: dict[str, np.ndarray], why: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
     nb = len(b)
     names = ("calendar_time_s", "planned_stop_time_s", "planned_busy_time_s", "actual_production_time_s",
-             "setup_time_s", "down_time_s", "idle_time_s", "no_data_time_s", "failure_events")
+             "setup_time_s", "down_time_s", "idle_time_s", "no_data_time_s", "failure_events",
+             "micro_stop_time_s", "micro_stop_count")
     if inp.state is None:
         for n in names:
             out[n], why[n] = _nan(nb), "no state signal configured"
         return np.zeros(nb, dtype=np.int64), _nan(nb)
-    ts, codes = inp.state
+    ts, codes = state_series(inp, end_us)
     everything = (np.array([b.starts.min() if nb else 0], dtype=np.int64), np.array([end_us], dtype=np.int64))
     cs, ce = cal if cal is not None else everything
-    in_cal, known, rows = K.state_durations(ts, codes, end_us, b.starts, b.ends, cs, ce, 0)
+    hold = inp.max_hold_us
+    codes, micro = K.micro_stops(ts, codes, end_us + inp.micro_stop_us, inp.micro_stop_us, hold)
+    keep = ts < end_us  # the look-ahead only decides micro-stops; nothing after the data end is counted
+    ts, codes, micro = ts[keep], codes[keep], micro[keep]
+    in_cal, known, rows = K.state_durations(ts, codes, end_us, b.starts, b.ends, cs, ce, hold)
+    micro_codes = np.where(micro == 1, K.RUNNING, -1).astype(np.int64)
+    micro_time, _, _ = K.state_durations(ts, micro_codes, end_us, b.starts, b.ends, cs, ce, hold)
+    out["micro_stop_time_s"] = micro_time[:, K.RUNNING]
+    starts = micro == 1
+    starts[1:] &= micro[:-1] == 0
+    out["micro_stop_count"] = K.event_counts(ts[starts], b.starts, b.ends, cs, ce).astype(np.float64)
     length = np.maximum(np.minimum(b.ends, end_us) - b.starts, 0) / 1e6
     coverage = np.where(length > 0, known / np.where(length > 0, length, 1.0), np.nan)
     out["actual_production_time_s"] = in_cal[:, K.RUNNING]
@@ -70,6 +85,15 @@ def _state_elements(inp: MachineInputs, b: BucketSet, end_us: int, cal: tuple[np
         out["planned_busy_time_s"] = pot - out["planned_stop_time_s"]
         out["no_data_time_s"] = np.maximum(pot - in_cal.sum(axis=1), 0.0)
     return rows, coverage
+
+
+def state_series(inp: MachineInputs, end_us: int) -> tuple[np.ndarray, np.ndarray]:
+    """The state samples with an unknown state inserted at every disconnect."""
+    assert inp.state is not None
+    ts, codes = inp.state
+    if inp.disconnects is not None:
+        ts, codes = with_disconnects(ts, codes, inp.disconnects[inp.disconnects < end_us])
+    return ts, codes
 
 
 def _count_elements(inp: MachineInputs, b: BucketSet, wrap: float, out: dict[str, np.ndarray],
@@ -126,7 +150,8 @@ def machine_elements(inp: MachineInputs, b: BucketSet, end_us: int, cal: tuple[n
                                                      wrap_fraction)
         rows = rows + r
     elif inp.power_kw is not None:
-        out["energy_kwh"], _ = K.step_integral(inp.power_kw[0], inp.power_kw[1], end_us, b.starts, b.ends, 0)
+        out["energy_kwh"], _ = K.step_integral(inp.power_kw[0], inp.power_kw[1], end_us, b.starts, b.ends,
+                                               inp.max_hold_us)
         pts = inp.power_kw[0]
         rows = rows + np.searchsorted(pts, b.ends) - np.searchsorted(pts, b.starts)
     else:

@@ -40,6 +40,20 @@ class Report:
     windows: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
     skipped_locked: list[str] = field(default_factory=list)
     chunks: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase: read, kernels, rows, write, rollup
+
+
+class _Clock:
+    """Adds perf_counter time to timings[phase] (a few calls per chunk: negligible)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings, self.t = timings, _time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        if self.timings is not None:
+            now = _time.perf_counter()
+            self.timings[phase] = self.timings.get(phase, 0.0) + now - self.t
+            self.t = now
 
 
 def _buckets_starting_in(cfg: PlantConfig, start: datetime, end: datetime) -> tuple[list[BucketSet], datetime]:
@@ -57,22 +71,30 @@ def _buckets_starting_in(cfg: PlantConfig, start: datetime, end: datetime) -> tu
 
 
 def compute_machine(conn: psycopg.Connection[Any], cfg: PlantConfig, machine: Asset, start: datetime,
-                    end: datetime, until: datetime) -> tuple[int, int]:
+                    end: datetime, until: datetime, timings: dict[str, float] | None = None) -> tuple[int, int]:
     """Compute and store every bucket of `machine` that starts in [start, end), with data up to `until`."""
+    clock = _Clock(timings)
     sets, data_end = _buckets_starting_in(cfg, start, end)
     data_end = min(data_end, until)
     if not sets or data_end <= start:
         return 0, 0
-    inp = read_machine(conn, machine, start, data_end)
     cal = calendar(cfg, start, data_end)
-    until_us, prov = to_us(until), provenance(cfg)
+    until_us, prov = to_us(until), provenance(cfg, machine)
+    clock.lap("glue")
+    inp = read_machine(conn, machine, start, data_end, cfg)
+    clock.lap("read")
     rows: list[tuple[Any, ...]] = []
     for b in sets:
         if machine.device is not None:
             inp.networked = read_networked(conn, machine.device, b)
+            clock.lap("read")
         es = machine_elements(inp, b, to_us(data_end), cal)
+        clock.lap("kernels")
         rows += bucket_rows(cfg, machine.id, True, b, es.values, es.why, es.input_rows, es.coverage, until_us, prov)
-    return write_rows(conn, rows)
+        clock.lap("glue")
+    out = write_rows(conn, rows)
+    clock.lap("write")
+    return out
 
 
 def _day_chunks(cfg: PlantConfig, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
@@ -102,7 +124,7 @@ def _run_machines(conn: psycopg.Connection[Any], cfg: PlantConfig, windows: dict
     machines = {m.id: m for m in cfg.machines()}
     chunks = [(mid, s, e) for mid, (ws, we) in windows.items() for s, e in _day_chunks(cfg, ws, we)]
     for i, (mid, s, e) in enumerate(chunks):
-        w, r = compute_machine(conn, cfg, machines[mid], s, e, until)
+        w, r = compute_machine(conn, cfg, machines[mid], s, e, until, report.timings)
         report.rows_written, report.revisions, report.chunks = report.rows_written + w, report.revisions + r, \
             report.chunks + 1
         if progress is not None:
@@ -126,7 +148,9 @@ def _finish(conn: psycopg.Connection[Any], cfg: PlantConfig, report: Report, cla
             start: datetime | None, end: datetime) -> Report:
     try:
         if start is not None and start < end:
+            clock = _Clock(report.timings)
             w, r, skipped = rollup(conn, cfg, start, end, report.until)
+            clock.lap("rollup")
             report.rows_written, report.revisions = report.rows_written + w, report.revisions + r
             report.skipped_locked += skipped
     finally:

@@ -118,3 +118,25 @@ def kpis(pbt: float, apt: float, setup: float, down: float, pq: float, gq: float
             "scrap_ratio": div(sq, pq), "mtbf_s": div(apt + setup, fe), "mttr_s": div(down, fe),
             "energy_per_good_unit_kwh": e_good, "co2_per_good_unit_kg": None if e_good is None else e_good * ef,
             "setup_rate": div(setup, apt + setup), "technical_efficiency": div(apt, apt + down)}
+
+
+def micro_stops(events: list[tuple[int, int]], end: int, threshold: int, max_hold: int = 0) -> list[int]:
+    """States after reclassifying stops (idle 1 / down 2) between two running (0) samples shorter than threshold."""
+    codes = [c for _, c in events]
+    if threshold <= 0:
+        return codes
+    out = list(codes)
+    i = 0
+    while i < len(events):
+        if codes[i] in (1, 2) and i > 0 and codes[i - 1] == 0:
+            k = i
+            while k < len(events) and codes[k] in (1, 2):
+                k += 1
+            if k < len(events) and codes[k] == 0 and events[k][0] <= end:
+                holds = [events[q + 1][0] - events[q][0] for q in range(i, k)]
+                if events[k][0] - events[i][0] < threshold and (max_hold <= 0 or max(holds) <= max_hold):
+                    out[i:k] = [0] * (k - i)
+            i = k
+        else:
+            i += 1
+    return out

@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from edge.config import PlantConfig
+from edge.config import Asset, PlantConfig
 from kpi.buckets import BucketSet, from_us
 from kpi.catalog import BY_ID, DEFINITION_VERSION
 from kpi.formulas import kpis_from_elements
+from kpi.statemodel import micro_stop_s, state_max_hold_s
 
 
 @cache
@@ -25,11 +26,17 @@ def code_version() -> str:
         return "shopfloor 0+unknown"
 
 
-def provenance(cfg: PlantConfig) -> Jsonb:
-    """What, besides the inputs, a value depends on: calendar choice, micro-stop setting, emission factor."""
-    return Jsonb({"calendar": cfg.kpi.calendar, "micro_stop_s": cfg.kpi.micro_stop_s,
-                  "emission_factor_kg_per_kwh": cfg.plant.emission_factor_kg_per_kwh,
-                  "emission_factor_version": cfg.plant.emission_factor_version, "timezone": cfg.plant.timezone})
+def provenance(cfg: PlantConfig, machine: Asset | None = None) -> Jsonb:
+    """What, besides the inputs, a value depends on: calendar choice, state-model knobs, emission factor."""
+    doc: dict[str, Any] = {"calendar": cfg.kpi.calendar, "micro_stop_s": cfg.kpi.micro_stop_s,
+                           "reduced_speed_ratio": cfg.kpi.reduced_speed_ratio,
+                           "emission_factor_kg_per_kwh": cfg.plant.emission_factor_kg_per_kwh,
+                           "emission_factor_version": cfg.plant.emission_factor_version,
+                           "timezone": cfg.plant.timezone}
+    if machine is not None:
+        doc["micro_stop_s"] = micro_stop_s(cfg, machine)
+        doc["state_max_hold_s"] = state_max_hold_s(cfg, machine)
+    return Jsonb(doc)
 
 
 def bucket_rows(cfg: PlantConfig, asset_id: str, is_machine: bool, b: BucketSet, elements: dict[str, np.ndarray],

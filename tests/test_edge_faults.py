@@ -13,12 +13,12 @@ import yaml
 from edge.config import PlantConfig, parse_config
 from edge.record import Sample, StatusEvent
 from edge.runner import Edge
-from edge.uplink import Outgoing
 from edge.simulator.machine import Machine, MachineSpec
 from edge.simulator.modbus_server import ModbusPlc
 from edge.simulator.modbus_server import device_config as modbus_devices
 from edge.simulator.opcua_server import OpcUaPlc
 from edge.simulator.opcua_server import device_config as opcua_devices
+from edge.uplink import Outgoing
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

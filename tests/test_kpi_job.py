@@ -42,11 +42,12 @@ assets:
           good_count: {tag: parts_good}
           power_kw: {tag: power}
       - {id: m3, kind: machine, ideal_cycle_time_s: 3.0}
+# the hand-made samples are sparse (hours apart): the devices poll daily, so no sample is stale (see staleness tests)
 devices:
-  - {id: d1, protocol: modbus, endpoint: "tcp://127.0.0.1:5020", tags: [
+  - {id: d1, protocol: modbus, endpoint: "tcp://127.0.0.1:5020", poll_interval_s: 86400, tags: [
       {name: status, address: 40001}, {name: parts_total, address: 40002}, {name: parts_scrap, address: 40003},
       {name: energy_total, address: 40004, type: float32}]}
-  - {id: d2, protocol: modbus, endpoint: "tcp://127.0.0.1:5021", tags: [
+  - {id: d2, protocol: modbus, endpoint: "tcp://127.0.0.1:5021", poll_interval_s: 86400, tags: [
       {name: status, address: 40001}, {name: parts_total, address: 40002}, {name: parts_good, address: 40003},
       {name: power, address: 40004, type: float32}]}
 """
@@ -208,3 +209,90 @@ def test_bucket_start_is_local_midnight_in_utc(db: str) -> None:
     with psycopg.connect(db) as c:
         starts = {r[0] for r in c.execute("SELECT bucket_start FROM kpi_values WHERE bucket='day' AND asset_id='m1'")}
     assert datetime(2024, 1, 9, 16, tzinfo=UTC) in starts
+
+
+STATE_MODEL = """
+plant: {id: p, timezone: Asia/Shanghai}
+kpi: {calendar: always, micro_stop_s: %(micro)s}
+assets:
+  - {id: m1, kind: machine, device: d1, ideal_cycle_time_s: 1.0,
+     signals: {state: {tag: status, map: {1: running, 2: idle, 3: down, 5: planned_stop}}}}
+  - {id: m2, kind: machine, device: d2, micro_stop_s: 0,
+     signals: {state: {tag: status, map: {1: running, 2: idle, 3: down, 5: planned_stop}}}}
+devices:
+  - {id: d1, protocol: modbus, endpoint: "tcp://127.0.0.1:5020", poll_interval_s: %(poll)s,
+     tags: [{name: status, address: 40001}]}
+  - {id: d2, protocol: modbus, endpoint: "tcp://127.0.0.1:5021", poll_interval_s: %(poll)s,
+     tags: [{name: status, address: 40001}]}
+"""
+
+
+def state_cfg(micro: float = 0, poll: float = 86400) -> PlantConfig:
+    return parse_config(STATE_MODEL % {"micro": micro, "poll": poll})
+
+
+def sec(hhmmss: str) -> datetime:
+    h, m, s = (int(x) for x in hhmmss.split(":"))
+    return DAY + timedelta(hours=h, minutes=m, seconds=s)
+
+
+MICRO = [("08:00:00", 1), ("08:10:00", 3), ("08:10:30", 1),  # a 30 s stop: micro
+         ("08:20:00", 2), ("08:25:00", 1),  # a 5 min stop: not micro
+         ("08:30:00", 3), ("08:30:20", 2), ("08:30:50", 1),  # down then idle, 50 s in all: one micro-stop
+         ("09:00:00", 5)]
+
+
+def test_micro_stops_below_threshold_count_as_running_with_loss(db: str) -> None:
+    insert(db, [(d, "status", sec(t), v) for d in ("d1", "d2") for t, v in MICRO])
+    backfill(db, state_cfg(micro=60), DAY, DAY + timedelta(days=1))
+    k = kpis(db, "m1", "hour", at("08:00"))
+    assert k["actual_production_time_s"][0] == 3300 and k["idle_time_s"][0] == 300
+    assert k["down_time_s"][0] == 0 and k["failure_events"][0] == 0
+    assert k["micro_stop_time_s"][0] == 80 and k["micro_stop_count"][0] == 2
+    plain = kpis(db, "m2", "hour", at("08:00"))  # the machine's own micro_stop_s: 0 keeps the ISO reading
+    assert plain["actual_production_time_s"][0] == 3220 and plain["down_time_s"][0] == 50
+    assert plain["idle_time_s"][0] == 330 and plain["failure_events"][0] == 2
+    assert plain["micro_stop_time_s"][0] == 0 and plain["micro_stop_count"][0] == 0
+    with psycopg.connect(db) as c:
+        prov = c.execute("SELECT provenance FROM kpi_values WHERE asset_id = 'm1' AND kpi = 'availability' "
+                         "AND bucket = 'hour' AND bucket_start = %s", (at("08:00"),)).fetchone()
+    assert prov is not None and prov[0]["micro_stop_s"] == 60 and prov[0]["reduced_speed_ratio"] == 0
+    line = kpis(db, "p", "hour", at("08:00"))  # roll-ups sum the new elements like any other
+    assert line["micro_stop_time_s"][0] == 80 and line["micro_stop_count"][0] == 2
+
+
+def test_micro_stop_straddling_a_chunk_boundary_is_classified_from_both_sides(db: str) -> None:
+    rows = [("23:59:00", 1), ("23:59:50", 3)]
+    insert(db, [("d1", "status", sec(t), v) for t, v in rows]
+           + [("d1", "status", DAY + timedelta(days=1, seconds=20), 1),
+              ("d1", "status", DAY + timedelta(days=1, seconds=120), 5)])
+    backfill(db, state_cfg(micro=60), DAY, DAY + timedelta(days=2))
+    before = kpis(db, "m1", "hour", at("23:00"))
+    after = kpis(db, "m1", "hour", DAY + timedelta(days=1))
+    assert before["micro_stop_time_s"][0] == 10 and before["down_time_s"][0] == 0
+    assert after["micro_stop_time_s"][0] == 20 and after["actual_production_time_s"][0] == 120
+
+
+def test_stale_state_sample_of_a_polled_device_becomes_unknown_time(db: str) -> None:
+    rows = [("08:00:00", 1), ("08:00:10", 1), ("08:10:00", 3), ("08:20:00", 2)]
+    insert(db, [("d1", "status", sec(t), v) for t, v in rows] + [("d1", "status", at("09:00"), 5)])
+    backfill(db, state_cfg(poll=1), DAY, DAY + timedelta(days=1))  # polled every 1 s: a sample holds <= 30 s
+    k = kpis(db, "m1", "hour", at("08:00"))
+    assert k["actual_production_time_s"][0] == 40 and k["down_time_s"][0] == 30 and k["idle_time_s"][0] == 30
+    assert k["no_data_time_s"][0] == 3600 - 100
+    with psycopg.connect(db) as c:
+        cov = c.execute("SELECT coverage, provenance FROM kpi_values WHERE asset_id = 'm1' AND kpi = 'availability' "
+                        "AND bucket = 'hour' AND bucket_start = %s", (at("08:00"),)).fetchone()
+    assert cov is not None and cov[0] == pytest.approx(100 / 3600) and cov[1]["state_max_hold_s"] == 30
+
+
+def test_disconnect_makes_state_unknown_until_the_next_sample(db: str) -> None:
+    insert(db, [("d1", "status", at("08:00"), 1), ("d1", "status", sec("08:40:01"), 1),
+                ("d1", "status", at("09:00"), 5)])
+    with psycopg.connect(db) as c:
+        c.execute("INSERT INTO device_status (ts, device_id, state, reason) VALUES (%s, 'd1', 'disconnected', "
+                  "'timeout'), (%s, 'd1', 'connected', 'connected')", (at("08:30"), at("08:40")))
+    backfill(db, state_cfg(), DAY, DAY + timedelta(days=1))
+    k = kpis(db, "m1", "hour", at("08:00"))
+    assert k["actual_production_time_s"][0] == 1800 + 1199 and k["no_data_time_s"][0] == 601
+    assert k["availability"][0] == pytest.approx(2999 / 3600)

@@ -17,12 +17,14 @@ from kpi.kernels.states import (
     SETUP,
     STATES,
     calendar_time,
+    event_counts,
     failure_events,
+    micro_stops,
     state_durations,
 )
 
 __all__ = [
     "DOWN", "IDLE", "N_STATES", "PLANNED_STOP", "RUNNING", "SETUP", "STATES",
-    "calendar_time", "counter_bucket_sums", "counter_delta", "failure_events", "group_sums",
-    "safe_ratio", "state_durations", "step_integral",
+    "calendar_time", "counter_bucket_sums", "counter_delta", "event_counts", "failure_events", "group_sums",
+    "micro_stops", "safe_ratio", "state_durations", "step_integral",
 ]

@@ -118,3 +118,63 @@ def failure_events(ts: np.ndarray, codes: np.ndarray, bucket_starts: np.ndarray,
                 fe[j] += 1
         last = s
     return fe
+
+
+@njit(cache=True, nogil=True)
+def micro_stops(ts: np.ndarray, codes: np.ndarray, end_us: int, threshold_us: int,
+                max_hold_us: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reclassify micro-stops as running (a performance loss, six big losses "idling and minor stops").
+
+    A stop is a maximal run of consecutive samples in `idle` or `down`; it is a micro-stop when the sample before
+    it is `running`, the sample after it is `running`, and the stop lasts (first stop sample to that next running
+    sample) less than threshold_us (and no longer than max_hold_us when > 0, so a stale sample never qualifies).
+    A stop still open at the end of the data (no next sample before end_us) is left as is.
+    Returns (codes with micro-stop samples set to RUNNING, 1 where a sample was reclassified else 0).
+    """
+    n = ts.shape[0]
+    out = codes.copy()
+    flag = np.zeros(n, dtype=np.int64)
+    if threshold_us <= 0:
+        return out, flag
+    i = 0
+    while i < n:
+        s = codes[i]
+        if (s == IDLE or s == DOWN) and i > 0 and codes[i - 1] == RUNNING:
+            k = i
+            while k < n and (codes[k] == IDLE or codes[k] == DOWN):
+                k += 1
+            if k < n and codes[k] == RUNNING and ts[k] <= end_us:
+                length = ts[k] - ts[i]
+                ok = length < threshold_us
+                if max_hold_us > 0:
+                    for q in range(i, k):
+                        if ts[q + 1] - ts[q] > max_hold_us:
+                            ok = False
+                if ok:
+                    for q in range(i, k):
+                        out[q] = RUNNING
+                        flag[q] = 1
+            i = k if k > i else i + 1
+        else:
+            i += 1
+    return out, flag
+
+
+@njit(cache=True, nogil=True)
+def event_counts(event_ts: np.ndarray, bucket_starts: np.ndarray, bucket_ends: np.ndarray, cal_starts: np.ndarray,
+                 cal_ends: np.ndarray) -> np.ndarray:
+    """Instants (sorted) per bucket that lie inside the calendar."""
+    nb = bucket_starts.shape[0]
+    nc = cal_starts.shape[0]
+    out = np.zeros(nb, dtype=np.int64)
+    j = 0
+    k = 0
+    for i in range(event_ts.shape[0]):
+        t = event_ts[i]
+        while j < nb and bucket_ends[j] <= t:
+            j += 1
+        while k < nc and cal_ends[k] <= t:
+            k += 1
+        if j < nb and bucket_starts[j] <= t and k < nc and cal_starts[k] <= t:
+            out[j] += 1
+    return out
