@@ -54,12 +54,18 @@ def kpis_from_elements(e: dict[str, float], why: dict[str, str], emission_factor
     out["performance"] = _ratio(e, why, "ideal_production_time_s", "performance_time_s",
                                 "actual production time is zero")
     out["quality"] = _ratio(e, why, "good_quantity", "produced_quantity", "produced quantity is zero")
+    if _has(e, "no_data_time_s") and _has(e, "planned_busy_time_s") and e["planned_busy_time_s"] > 0 \
+            and e["no_data_time_s"] >= e["planned_busy_time_s"]:
+        # Nothing is known of the machine in this bucket: 0 % would claim a stoppage nobody saw.
+        out["availability"] = (None, "no machine data in bucket (coverage 0)")
     out["oee"] = _product(out["availability"], out["performance"], out["quality"])
     reason = _missing(e, why, "actual_production_time_s", "setup_time_s", "planned_busy_time_s")
     if reason:
         out["nee"] = (None, reason)
     elif e["planned_busy_time_s"] == 0:
         out["nee"] = (None, "planned busy time is zero")
+    elif out["availability"][0] is None:
+        out["nee"] = out["availability"]
     else:
         aupt = e["actual_production_time_s"] + e["setup_time_s"]
         out["nee"] = _product((aupt / e["planned_busy_time_s"], None), out["performance"], out["quality"])

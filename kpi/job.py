@@ -193,14 +193,15 @@ def backfill(database_url: str, cfg: PlantConfig, start: datetime, end: datetime
     with psycopg.connect(database_url, autocommit=True) as conn:
         claimed = _claim(conn, cfg, report)
         try:
-            windows = {m.id: (s, end.astimezone(UTC)) for m in claimed}
+            # buckets that have not started yet are not written: the future has no KPIs, not "zero" ones
+            windows = {m.id: (s, max(until, s)) for m in claimed}
             report.windows = windows
             _run_machines(conn, cfg, windows, max(until, s), report, progress, mark=False)
         except BaseException:
             for m in claimed:
                 unlock(conn, m.id)
             raise
-        return _finish(conn, cfg, report, claimed, s, end.astimezone(UTC))
+        return _finish(conn, cfg, report, claimed, s, max(until, s))
 
 
 def run_forever(database_url: str, cfg: PlantConfig, interval_s: float = 60,

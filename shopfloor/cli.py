@@ -282,7 +282,7 @@ def kpi_run(config: ConfigOpt = None, database_url: DbOpt = None,
     cfg = load(config)
     url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
     if once:
-        typer.echo(str(run_once(url, cfg)))
+        typer.echo(report_line("kpi run", run_once(url, cfg)))
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -311,7 +311,19 @@ def kpi_backfill(config: ConfigOpt = None, database_url: DbOpt = None,
             done[0] = n
 
         report = backfill(url, cfg, start, end, progress=progress)
-    typer.echo(str(report))
+    typer.echo(report_line("backfill", report))
+
+
+def report_line(what: str, report: Any) -> str:
+    """One line a person can read: what was written, and where the time went."""
+    timings = getattr(report, "timings", None) or {}
+    total = sum(timings.values()) or 1.0
+    split = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(timings.items(), key=lambda kv: -kv[1]))
+    skipped = getattr(report, "skipped_locked", [])
+    return (f"{what}: {report.rows_written} KPI rows written, {report.revisions} earlier values kept as revisions, "
+            f"{len(report.windows)} assets, {report.chunks} chunks"
+            + (f"; {len(skipped)} assets skipped (another worker holds them)" if skipped else "")
+            + (f"; time: {split}" if split else ""))
 
 
 # --------------------------------------------------------------------------- simulate / demo

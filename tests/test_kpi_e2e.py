@@ -51,9 +51,9 @@ def plant(factory: Factory, tmp_path: Path) -> PlantConfig:
     doc["kpi"] = {"calendar": "always"}
     doc["edge"] = {"gateway_id": f"gw-{uuid.uuid4().hex[:6]}", "buffer_path": str(tmp_path / "buf.sqlite"),
                    "batch_max_delay_s": 0.1}
-    for m in doc["assets"][0]["children"][0]["children"]:
-        if "device" in m:  # the engine works on wall-clock timestamps: PRU in wall seconds
-            m["ideal_cycle_time_s"] = m["ideal_cycle_time_s"] / SPEED
+    for m, spec in zip(doc["assets"][0]["children"][0]["children"], (m.spec for m in factory.machines), strict=False):
+        # the engine works on wall-clock timestamps: the factory writes PRU in wall seconds
+        assert m["ideal_cycle_time_s"] == pytest.approx(spec.ideal_cycle_time_s / SPEED)
     return parse_config(yaml.safe_dump(doc, sort_keys=False), "kpi-e2e.yaml")
 
 

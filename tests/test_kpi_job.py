@@ -296,3 +296,13 @@ def test_disconnect_makes_state_unknown_until_the_next_sample(db: str) -> None:
     k = kpis(db, "m1", "hour", at("08:00"))
     assert k["actual_production_time_s"][0] == 1800 + 1199 and k["no_data_time_s"][0] == 601
     assert k["availability"][0] == pytest.approx(2999 / 3600)
+
+
+def test_bucket_without_any_machine_data_is_null_not_zero(db: str) -> None:
+    """Calendar says planned, but nothing is known of the machine: availability and OEE are NULL, not 0 %."""
+    insert(db, [("d1", "status", at("08:00"), 1), ("d1", "status", at("09:00"), 5)])
+    backfill(db, state_cfg(), DAY, DAY + timedelta(days=1))
+    empty = kpis(db, "m1", "hour", at("07:00"))
+    assert empty["availability"] == (None, "no machine data in bucket (coverage 0)")
+    assert empty["oee"] == (None, "no machine data in bucket (coverage 0)")
+    assert kpis(db, "m1", "hour", at("08:00"))["availability"][0] == pytest.approx(1.0)

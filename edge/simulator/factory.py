@@ -87,7 +87,9 @@ class Factory:
             devs = make_devices([m.spec.id for m in ms])
             devices.extend(devs)
             for m, d in zip(ms, devs, strict=True):
-                machines.append({"id": m.spec.id, "kind": "machine", "ideal_cycle_time_s": m.spec.ideal_cycle_time_s,
+                # timestamps are wall-clock: at speed 10 a 2 s cycle takes 0.2 wall seconds, so PRU is 0.2 s
+                machines.append({"id": m.spec.id, "kind": "machine",
+                                 "ideal_cycle_time_s": m.spec.ideal_cycle_time_s / m.spec.speed,
                                  "device": d["id"], "signals": signals})
         for i in range(p.unnetworked):
             machines.append({"id": f"manual-{i + 1:02d}", "kind": "machine", "ideal_cycle_time_s": 30.0})
