@@ -21,7 +21,7 @@ from edge.buffer import StoreAndForward
 from edge.config import PlantConfig
 from edge.drivers import driver_class
 from edge.errors import NotConnected
-from edge.record import Sample, StatusEvent, now_us
+from edge.record import Quality, Sample, StatusEvent, now_us
 from edge.uplink import Forwarder, Sink
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,12 @@ class DeviceRunner:
         else:
             self.log.warning("device=%s event=disconnected reason=%r hint='check the endpoint %s is reachable; "
                              "retrying with backoff'", self.device.id, reason, self.device.endpoint)
-        self.emit([], [StatusEvent(self.device.id, now_us(), state, reason)])
+        ts = now_us()
+        bad: list[Sample] = []
+        if not connected:  # the gap is explicit in the data: one bad-quality sample per tag, with the reason
+            bad = [Sample(self.device.id, t.name, ts, None, f"disconnected: {reason}"[:500], Quality.BAD)
+                   for t in self.device.tags]
+        self.emit(bad, [StatusEvent(self.device.id, ts, state, reason)])
 
     def _on_device_state(self, connected: bool, reason: str) -> None:
         self._set_state(connected, reason)

@@ -92,6 +92,10 @@ def test_modbus_plc_restart_resumes_and_is_logged_as_status_events(tmp_path: Pat
     assert states[states.index("disconnected"):].count("connected") >= 1
     down = next(e for e in sink.events if e.state == "disconnected")
     assert down.reason and down.device_id == "m1-plc" and down.gateway_id == "gw"
+    # the outage is explicit in the data too: every tag gets a bad-quality sample at the disconnect
+    gap = [s for s in sink.samples if s.ts_us == down.ts_us]
+    assert {s.tag for s in gap} == {t.name for t in cfg.devices[0].tags}
+    assert all(s.quality == "bad" and s.value is None and "disconnected" in (s.text or "") for s in gap)
 
 
 def test_opcua_server_restart_resubscribes_without_manual_step(tmp_path: Path) -> None:

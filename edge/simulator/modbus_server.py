@@ -1,5 +1,8 @@
 """A simulated Modbus TCP PLC: one pymodbus server, machine i answers as unit id i + 1.
 
+`ModbusPlc(..., serial_port="/dev/pts/N")` serves the same devices as Modbus RTU on a serial line instead
+(pymodbus `ModbusSerialServer`, RTU framing), e.g. on one end of a `socat` pseudo-terminal pair.
+
 The register layout is fixed (the plant contract's `press-01-plc`) and exercises every type and byte/word
 order the driver decodes. Call `update()` after `machine.advance_to(now)`; `expected(i)` is the ground truth
 (engineering values) last written for machine i.
@@ -14,7 +17,7 @@ from typing import Any, Literal
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from edge.simulator.machine import STATE_CODES, Machine
@@ -95,13 +98,48 @@ def encode(values: dict[str, Any]) -> tuple[list[int], list[int], bool]:
     return h, i, bool(values["door_open"])
 
 
-class ModbusPlc:
-    """Serves `machines` over Modbus TCP on (host, port); `fail_mode` makes it misbehave for tests."""
+_SILENT_SIMDATA = (
+    [SimData(0, count=1, values=False, datatype=DataType.BITS)],
+    [SimData(0, count=1, values=False, datatype=DataType.BITS)],
+    [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)],
+    [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)],
+)
 
-    def __init__(self, machines: list[Machine], host: str = "127.0.0.1", port: int = 5020) -> None:
+
+async def _silent(*_args: Any) -> ExcCodes | None:
+    """SimDevice action of the RTU stand-in for absent unit ids: no response at all."""
+    raise NoSuchIdException("no such unit on this line")
+
+
+class ModbusPlc:
+    """Serves `machines` over Modbus TCP on (host, port); `fail_mode` makes it misbehave for tests.
+
+    With `serial_port` set it serves Modbus RTU on that serial device instead (host and port unused);
+    `baudrate`, `parity`, `stopbits` and `bytesize` are the line settings.
+    """
+
+    def __init__(
+        self,
+        machines: list[Machine],
+        host: str = "127.0.0.1",
+        port: int = 5020,
+        *,
+        serial_port: str | None = None,
+        baudrate: int = 19200,
+        parity: str = "N",
+        stopbits: int = 1,
+        bytesize: int = 8,
+    ) -> None:
         self.machines = machines
         self.host = host
         self.port = port
+        self.serial_port = serial_port
+        self.serial_settings: dict[str, Any] = {
+            "baudrate": baudrate,
+            "parity": parity,
+            "stopbits": stopbits,
+            "bytesize": bytesize,
+        }
         self.fail_mode: FailMode = None
         self.requests = 0  # read/write requests answered (or swallowed), all units
         self._run_s = [0.0] * len(machines)
@@ -109,7 +147,7 @@ class ModbusPlc:
         self._expected: list[dict[str, Any]] = [{} for _ in machines]
         self._images: list[dict[str, list[int]]] = [{} for _ in machines]
         self._forced: dict[tuple[int, str, int], int] = {}
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self.update()
 
     def expected(self, index: int) -> dict[str, Any]:
@@ -174,19 +212,29 @@ class ModbusPlc:
         )
 
     async def start(self) -> None:
-        """Listen on (host, port); returns once the socket is bound."""
+        """Listen on (host, port), or open the serial port; returns once the socket is bound / port open."""
         if self._server is not None:
             return
-        server = ModbusTcpServer(
-            [self._device(k) for k in range(len(self.machines))],
-            address=(self.host, self.port),
-            ignore_missing_devices=True,
-        )
+        devices = [self._device(k) for k in range(len(self.machines))]
+        server: ModbusTcpServer | ModbusSerialServer
+        if self.serial_port is not None:
+            # RTU: a unit id nobody has gets no answer at all, as on a real multidrop line. pymodbus 3.16's
+            # simulator routes unknown ids to device 0 (and answers "device failure" when there is none), so
+            # device 0 is a stand-in that stays silent (with ignore_missing_devices=True).
+            server = ModbusSerialServer(
+                [*devices, SimDevice(id=0, simdata=_SILENT_SIMDATA, action=_silent)],
+                port=self.serial_port,
+                ignore_missing_devices=True,
+                reconnect_delay=0,
+                **self.serial_settings,
+            )
+        else:
+            server = ModbusTcpServer(devices, address=(self.host, self.port), ignore_missing_devices=True)
         await server.serve_forever(background=True)
         self._server = server
 
     async def stop(self) -> None:
-        """Close the listener and every client connection; safe to call twice."""
+        """Close the listener and every client connection (or the serial port); safe to call twice."""
         server, self._server = self._server, None
         if server is not None:
             await server.shutdown()
