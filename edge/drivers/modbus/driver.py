@@ -93,9 +93,9 @@ class ModbusDriver:
             client.close()
             if self._serial is not None:  # pymodbus only logs why it could not open the port
                 raise NotConnected(
-                    f"modbus {self.device.id}: cannot open {self.device.endpoint}: the serial port is missing, "
-                    "in use (by another program, or by another device entry on the same port: pymodbus locks "
-                    "the port exclusively) or not permitted (dialout group)"
+                    f"modbus {self.device.id}: cannot open {self.device.endpoint}: the serial port is "
+                    "missing, in use (by another program, or by another device entry on the same port: "
+                    "pymodbus locks the port exclusively) or not permitted (dialout group)"
                 )
             raise NotConnected(
                 f"modbus {self.device.id}: cannot connect to {self.device.endpoint} "

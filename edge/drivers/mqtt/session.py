@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -124,8 +125,18 @@ class MqttSession:
         try:
             if self.tls:
                 client.tls_set(ca_certs=self.ca_file)
+        except (OSError, ValueError) as exc:  # a missing or unreadable CA file (ssl.SSLError is an OSError)
+            await self.close()
+            raise NotConnected(f"cannot use ca_file {self.ca_file!r} for broker {self.endpoint}: {exc}") from exc
+        try:
             await asyncio.wait_for(asyncio.to_thread(client.connect, self.host, self.port, self.keepalive_s),
                                    self.timeout_s)
+        except ssl.SSLCertVerificationError as exc:
+            await self.close()
+            raise NotConnected(
+                f"broker {self.endpoint}: TLS certificate rejected ({exc.verify_message}); check that ca_file "
+                f"({self.ca_file or 'none: system CAs'}) holds the CA that signed the broker's certificate and "
+                f"that the certificate names host {self.host}") from exc
         except (OSError, ValueError, TimeoutError) as exc:
             await self.close()
             raise NotConnected(f"cannot reach broker {self.endpoint}: {exc or type(exc).__name__}") from exc
