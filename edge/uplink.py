@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -148,8 +148,8 @@ def mqtt_client(broker_url: str, client_id: str,
         raise ValueError(f"broker URL must be mqtt://host:1883 or mqtts://host:8883, got {broker_url!r}")
     tls = u.scheme in ("mqtts", "ssl")
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=version)
-    if u.username:
-        client.username_pw_set(u.username, u.password)
+    if u.username:  # percent-decoded, so a password with @ : / % can be written as %40 %3A %2F %25
+        client.username_pw_set(unquote(u.username), unquote(u.password) if u.password is not None else None)
     if tls:
         client.tls_set()
     return client, u.hostname, u.port or (8883 if tls else 1883)
