@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 from xml.sax.saxutils import escape
 
-DEFINITION_VERSION = "kpi-catalog/2025.1"
+DEFINITION_VERSION = "kpi-catalog/2025.2"
 KPIML_NS = "http://www.mesa.org/xml/KPI-ML-V01"
 
 Status = Literal["verified", "secondary", "unverified", "proposed"]
@@ -66,6 +66,18 @@ CATALOG: tuple[KpiDef, ...] = (
     KpiDef("micro_stop_count", "Micro-stops", "短暂停机次数", "micro-stops starting inside POT", "count",
            ("state", "kpi.micro_stop_s"), "lower_is_better", "Nakajima six big losses; KPI.md 3.2 mapping",
            "proposed", "element"),
+    KpiDef("reduced_speed_time_s", "Reduced-speed time", "降速运行时间",
+           "running time (micro-stops excluded) inside POT in each epoch-aligned 60 s window where "
+           "PQ(window) * PRU < reduced_speed_ratio * running time(window); counted in APT", "s",
+           ("state", "total_count", "ideal_cycle_time_s", "kpi.reduced_speed_ratio"), "lower_is_better",
+           "Nakajima six big losses (reduced speed) as a performance loss; KPI.md 3.2 mapping (part of APT - PRU*PQ)",
+           "proposed", "element", notes="0 when reduced_speed_ratio = 0 (off); part of APT, so it lowers "
+           "effectiveness, not availability; a counter sampled less often than once a minute makes windows "
+           "without a sample look slow"),
+    KpiDef("reduced_speed_count", "Reduced-speed periods", "降速次数",
+           "runs of consecutive slow 60 s windows, counted in the bucket of their first reduced-speed second",
+           "count", ("state", "total_count", "ideal_cycle_time_s", "kpi.reduced_speed_ratio"), "lower_is_better",
+           "Nakajima six big losses (reduced speed); KPI.md 3.2 mapping", "proposed", "element"),
     KpiDef("failure_events", "Failure events", "故障次数", "FE = transitions into state down inside POT", "count",
            ("state",), "lower_is_better", "IEC 60050-191 via ISO 22400-2 element FE", "verified", "element"),
     KpiDef("produced_quantity", "Produced quantity", "产出数量", "PQ = increase of the total counter", "count",

@@ -9,7 +9,7 @@ import numpy as np
 from kpi import kernels as K
 from kpi.buckets import BucketSet
 from kpi.kernels.counters import DEFAULT_WRAP_FRACTION
-from kpi.statemodel import with_disconnects
+from kpi.statemodel import REDUCED_SPEED_WINDOW_S, with_disconnects
 
 Series = tuple[np.ndarray, np.ndarray]  # (ts int64 us, values float64), sorted by ts, lookback sample first
 COUNTERS = ("total_count", "good_count", "scrap_count", "rework_count")
@@ -30,6 +30,8 @@ class MachineInputs:
     disconnects: np.ndarray | None = None  # instants (us) of device_status `disconnected`: unknown from there
     micro_stop_us: int = 0  # kpi.statemodel.micro_stop_s in us (0: no micro-stop reclassification)
     max_hold_us: int = 0  # kpi.statemodel.state_max_hold_s in us (0: unlimited)
+    reduced_speed_ratio: float = 0.0  # kpi.statemodel.reduced_speed_ratio (0: no reduced-speed loss)
+    reduced_speed_window_us: int = REDUCED_SPEED_WINDOW_S * 1_000_000
 
 
 @dataclass
@@ -96,6 +98,43 @@ def state_series(inp: MachineInputs, end_us: int) -> tuple[np.ndarray, np.ndarra
     return ts, codes
 
 
+def part_events(inp: MachineInputs, wrap: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Produced-part increments at their sample instants: total_count, else good + scrap + rework (as PQ)."""
+    names = ("total_count",) if "total_count" in inp.counters else \
+        ("good_count", "scrap_count", "rework_count") if "good_count" in inp.counters else ()
+    series = [inp.counters[n] for n in names if n in inp.counters]
+    if not series:
+        return None
+    ts = np.concatenate([s[0] for s in series])
+    inc = np.concatenate([K.counter_increments(s[0], s[1], wrap) for s in series])
+    return ts, inc
+
+
+def _reduced_speed_elements(inp: MachineInputs, b: BucketSet, end_us: int,
+                            cal: tuple[np.ndarray, np.ndarray] | None, wrap: float, out: dict[str, np.ndarray],
+                            why: dict[str, str]) -> None:
+    """reduced_speed_time_s / reduced_speed_count (kernels/speed.py): 0 when the ratio is 0."""
+    nb = len(b)
+    names = ("reduced_speed_time_s", "reduced_speed_count")
+    parts = part_events(inp, wrap)
+    reason = ("no state signal configured" if inp.state is None
+              else "no ideal_cycle_time_s configured" if inp.ideal_cycle_time_s is None
+              else "no total_count or good_count signal configured" if parts is None else None)
+    if reason is not None or parts is None or inp.ideal_cycle_time_s is None:
+        for n in names:
+            out[n], why[n] = _nan(nb), reason or "not available"
+        return
+    ts, codes = state_series(inp, end_us)
+    keep = ts < end_us
+    w = inp.reduced_speed_window_us
+    everything = (np.array([b.starts.min() - w if nb else 0], dtype=np.int64), np.array([end_us], dtype=np.int64))
+    cs, ce = cal if cal is not None else everything
+    # the codes before micro-stop reclassification: a micro-stop is its own loss, not slow running
+    secs, count = K.reduced_speed(ts[keep], codes[keep], end_us, inp.max_hold_us, parts[0], parts[1],
+                                  inp.ideal_cycle_time_s * 1e6, inp.reduced_speed_ratio, w, b.starts, b.ends, cs, ce)
+    out["reduced_speed_time_s"], out["reduced_speed_count"] = secs, count.astype(np.float64)
+
+
 def _count_elements(inp: MachineInputs, b: BucketSet, wrap: float, out: dict[str, np.ndarray],
                     why: dict[str, str]) -> np.ndarray:
     nb = len(b)
@@ -135,6 +174,7 @@ def machine_elements(inp: MachineInputs, b: BucketSet, end_us: int, cal: tuple[n
     why: dict[str, str] = {}
     rows, coverage = _state_elements(inp, b, end_us, cal, out, why)
     rows = rows + _count_elements(inp, b, wrap_fraction, out, why)
+    _reduced_speed_elements(inp, b, end_us, cal, wrap_fraction, out, why)
     ict = inp.ideal_cycle_time_s
     if ict is None or "produced_quantity" in why:
         out["ideal_production_time_s"] = out["performance_time_s"] = _nan(nb)

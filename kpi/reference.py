@@ -140,3 +140,59 @@ def micro_stops(events: list[tuple[int, int]], end: int, threshold: int, max_hol
         else:
             i += 1
     return out
+
+
+def counter_increments(events: list[tuple[int, float]], wrap_fraction: float = 1 / 16) -> list[float]:
+    """Per sample: increase over the previous valid sample (0 for the first valid one and for NaN)."""
+    out = []
+    prev: float | None = None
+    for _, v in events:
+        if math.isnan(v):
+            out.append(0.0)
+            continue
+        out.append(0.0 if prev is None else counter_delta(prev, v, wrap_fraction))
+        prev = v
+    return out
+
+
+def reduced_speed(events: list[tuple[int, int]], end: int, max_hold: int, parts: list[tuple[int, float]],
+                  ideal_cycle_us: float, ratio: float, window: int, buckets: list[Interval],
+                  cal: list[Interval]) -> tuple[list[float], list[int]]:
+    """Reduced-speed seconds and periods per bucket, straight from the definition (kpi/README.md).
+
+    Window k = [k*window, (k+1)*window). run(k) = running time (step-hold, at most max_hold) in the window and the
+    calendar; parts(k) = increments whose instant is in the window. Slow: run > 0 and parts x PRU < ratio x run.
+    A period is a run of consecutive slow windows, counted in the bucket holding its first running instant.
+    """
+    running: list[Interval] = []
+    for i, (t, c) in enumerate(events):
+        b = min(events[i + 1][0] if i + 1 < len(events) else end, end)
+        if max_hold > 0:
+            b = min(b, t + max_hold)
+        if c == 0:
+            running += [(max(t, cs), min(b, ce)) for cs, ce in cal if min(b, ce) > max(t, cs)]
+
+    def win(k: int) -> Interval:
+        return k * window, (k + 1) * window
+
+    def slow(k: int) -> bool:
+        run = sum(overlap(r, win(k)) for r in running)
+        made = sum(inc for t, inc in parts if win(k)[0] <= t < win(k)[1])
+        return run > 0 and made * ideal_cycle_us < ratio * run
+
+    seconds = [0.0] * len(buckets)
+    periods = [0] * len(buckets)
+    if not buckets or ratio <= 0:
+        return seconds, periods
+    for k in range(buckets[0][0] // window, (buckets[-1][1] - 1) // window + 1):
+        if not slow(k):
+            continue
+        w = win(k)
+        for j, (bs, be) in enumerate(buckets):
+            seconds[j] += sum(overlap(r, (max(w[0], bs), min(w[1], be))) for r in running) / 1e6
+        if not slow(k - 1):
+            start = min(max(r[0], w[0]) for r in running if overlap(r, w) > 0)
+            for j, (bs, be) in enumerate(buckets):
+                if bs <= start < be:
+                    periods[j] += 1
+    return seconds, periods

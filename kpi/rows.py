@@ -15,7 +15,7 @@ from edge.config import Asset, PlantConfig
 from kpi.buckets import BucketSet, from_us
 from kpi.catalog import BY_ID, DEFINITION_VERSION
 from kpi.formulas import kpis_from_elements
-from kpi.statemodel import micro_stop_s, state_max_hold_s
+from kpi.statemodel import REDUCED_SPEED_WINDOW_S, micro_stop_s, state_max_hold_s
 
 
 @cache
@@ -30,6 +30,7 @@ def provenance(cfg: PlantConfig, machine: Asset | None = None) -> Jsonb:
     """What, besides the inputs, a value depends on: calendar choice, state-model knobs, emission factor."""
     doc: dict[str, Any] = {"calendar": cfg.kpi.calendar, "micro_stop_s": cfg.kpi.micro_stop_s,
                            "reduced_speed_ratio": cfg.kpi.reduced_speed_ratio,
+                           "reduced_speed_window_s": REDUCED_SPEED_WINDOW_S,
                            "emission_factor_kg_per_kwh": cfg.plant.emission_factor_kg_per_kwh,
                            "emission_factor_version": cfg.plant.emission_factor_version,
                            "timezone": cfg.plant.timezone}

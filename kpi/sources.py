@@ -13,7 +13,7 @@ from edge.config import Asset, PlantConfig
 from kpi.buckets import BucketSet, from_us, to_us
 from kpi.compute import COUNTERS, MachineInputs, Series
 from kpi.kernels import STATES
-from kpi.statemodel import micro_stop_s, state_max_hold_s
+from kpi.statemodel import REDUCED_SPEED_WINDOW_S, micro_stop_s, reduced_speed_ratio, state_max_hold_s
 
 _US = "(extract(epoch FROM ts) * 1000000)::bigint"
 _SERIES_SQL = f"""
@@ -109,7 +109,9 @@ def read_machine(conn: psycopg.Connection[Any], machine: Asset, start: datetime,
     """All configured signals of one machine for [start, end) plus the sample just before start.
 
     With a micro-stop threshold, the state is read `micro_stop_s` further on both sides, so that a stop that
-    straddles the window is classified the same way from either side.
+    straddles the window is classified the same way from either side. With a reduced-speed ratio, the state and
+    the counters are also read one reduced-speed window earlier: that window decides whether a slow period
+    crossing the window start was already counted.
     """
     inp = MachineInputs(ideal_cycle_time_s=machine.ideal_cycle_time_s, production=machine.production,
                         has_device=machine.device is not None)
@@ -119,20 +121,22 @@ def read_machine(conn: psycopg.Connection[Any], machine: Asset, start: datetime,
     if cfg is not None:
         inp.micro_stop_us = int(micro_stop_s(cfg, machine) * 1e6)
         inp.max_hold_us = int(state_max_hold_s(cfg, machine) * 1e6)
+        inp.reduced_speed_ratio = reduced_speed_ratio(cfg, machine)
+    back = timedelta(seconds=REDUCED_SPEED_WINDOW_S if inp.reduced_speed_ratio > 0 else 0)
     if sig.state is not None:
         pad = timedelta(microseconds=inp.micro_stop_us)
         if all(_numeric(k) for k in (sig.state.map or {})):
-            ts, values = read_numbers(conn, dev, sig.state.tag, start - pad, end + pad)
+            ts, values = read_numbers(conn, dev, sig.state.tag, start - pad - back, end + pad)
             texts: list[str | None] = []
         else:
-            ts, values, texts = read_series(conn, dev, sig.state.tag, start - pad, end + pad)
+            ts, values, texts = read_series(conn, dev, sig.state.tag, start - pad - back, end + pad)
         inp.state = (ts, state_codes(values, texts, sig.state.map or {}))
         since = from_us(int(ts[0])) if ts.shape[0] and int(ts[0]) < to_us(start) else start
         inp.disconnects = read_disconnects(conn, dev, since, end)
     for name in COUNTERS:
         ref = getattr(sig, name)
         if ref is not None:
-            inp.counters[name] = read_numbers(conn, dev, ref.tag, start, end)
+            inp.counters[name] = read_numbers(conn, dev, ref.tag, start - back, end)
     for name in ("energy_kwh", "power_kw"):
         ref = getattr(sig, name)
         if ref is not None:

@@ -9,6 +9,10 @@
   poll, so a sample older than STALE_POLLS polls (at least STALE_MIN_S) means the data stopped: the time after
   it is unknown (no_data_time_s). Tags reported by exception (OPC UA subscriptions, MQTT, Sparkplug) may
   legitimately hold a state for hours: no limit there; their outages come from `device_status`.
+- reduced_speed_ratio: `kpi.reduced_speed_ratio` (plant-wide). 0 (the default) turns the reduced-speed loss off.
+  > 0: running time (not micro-stops) in a fixed REDUCED_SPEED_WINDOW_S window that produced fewer than
+  ratio x (running seconds / ideal_cycle_time_s) parts is reduced-speed time (kpi/kernels/speed.py); it stays in
+  APT (a performance loss) and is reported as reduced_speed_time_s / reduced_speed_count.
 - device_status: from a `disconnected` event the state is unknown until the next state sample (which follows
   the next `connected`), however long the last sample would otherwise hold.
 """
@@ -21,10 +25,16 @@ from edge.config import Asset, PlantConfig
 
 STALE_POLLS = 10
 STALE_MIN_S = 30.0
+REDUCED_SPEED_WINDOW_S = 60  # epoch-aligned windows (UTC minutes; local minutes in every whole-minute zone)
 
 
 def micro_stop_s(cfg: PlantConfig, machine: Asset) -> float:
     return float(machine.micro_stop_s if machine.micro_stop_s is not None else cfg.kpi.micro_stop_s)
+
+
+def reduced_speed_ratio(cfg: PlantConfig, machine: Asset) -> float:
+    """Share of the ideal rate below which a window's running time is reduced speed (0: off)."""
+    return float(cfg.kpi.reduced_speed_ratio)
 
 
 def state_max_hold_s(cfg: PlantConfig, machine: Asset) -> float:

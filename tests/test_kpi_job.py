@@ -306,3 +306,79 @@ def test_bucket_without_any_machine_data_is_null_not_zero(db: str) -> None:
     assert empty["availability"] == (None, "no machine data in bucket (coverage 0)")
     assert empty["oee"] == (None, "no machine data in bucket (coverage 0)")
     assert kpis(db, "m1", "hour", at("08:00"))["availability"][0] == pytest.approx(1.0)
+
+
+SPEED_MODEL = """
+plant: {id: p, timezone: Asia/Shanghai}
+kpi: {calendar: always, micro_stop_s: 60, reduced_speed_ratio: 0.8}
+assets:
+  - {id: m1, kind: machine, device: d1, ideal_cycle_time_s: 1.0,
+     signals: {state: {tag: status, map: {1: running, 2: idle, 3: down, 5: planned_stop}},
+               total_count: {tag: parts_total}}}
+  - {id: m2, kind: machine, device: d2,
+     signals: {state: {tag: status, map: {1: running, 2: idle, 3: down, 5: planned_stop}},
+               total_count: {tag: parts_total}}}
+devices:
+  - {id: d1, protocol: modbus, endpoint: "tcp://127.0.0.1:5020", poll_interval_s: 86400,
+     tags: [{name: status, address: 40001}, {name: parts_total, address: 40002}]}
+  - {id: d2, protocol: modbus, endpoint: "tcp://127.0.0.1:5021", poll_interval_s: 86400,
+     tags: [{name: status, address: 40001}, {name: parts_total, address: 40002}]}
+"""
+SPEED_STATES = [("08:00:00", 1), ("08:05:00", 3), ("08:05:30", 1),  # a 30 s micro-stop at 08:05
+                ("08:10:00", 2), ("08:20:00", 1), ("08:30:00", 5)]  # idle 10 min, planned stop from 08:30
+# parts per minute from 08:00 (PRU 1 s: 60 is full speed, slow below 0.8 x 60 = 48 per running minute)
+SPEED_PARTS = [60, 60, 60, 30, 30, 30, 60, 60, 60, 60, *[0] * 10, 40, 40, *[60] * 8]
+
+
+def counter_rows(start: datetime, per_minute: list[int]) -> list[tuple[str, str, datetime, float]]:
+    """A counter sampled at :15 and :45 of every minute (baseline at the minute), half of a minute's parts each."""
+    rows, total = [("d1", "parts_total", start, 0.0)], 0.0
+    for k, n in enumerate(per_minute):
+        for s in (15, 45):
+            total += n / 2
+            rows.append(("d1", "parts_total", start + timedelta(minutes=k, seconds=s), total))
+    return rows
+
+
+def test_reduced_speed_minutes_stay_in_apt_and_are_counted_as_periods(db: str) -> None:
+    states = [(d, "status", sec(t), v) for d in ("d1", "d2") for t, v in SPEED_STATES]
+    parts = counter_rows(at("08:00"), SPEED_PARTS)
+    insert(db, states + parts + [("d2", tag, ts, v) for _, tag, ts, v in parts])
+    backfill(db, parse_config(SPEED_MODEL), DAY, DAY + timedelta(days=1))
+    k = kpis(db, "m1", "hour", at("08:00"))
+    # APT = 08:00-08:10 (the 30 s micro-stop included) + 08:20-08:30 = 1200 s
+    assert k["actual_production_time_s"][0] == 1200 and k["micro_stop_time_s"][0] == 30
+    # slow minutes: 08:03, 08:04 (30 < 48) and 08:20, 08:21 (40 < 48). 08:05 ran 30 s (the micro-stop is its own
+    # loss) for 30 parts >= 0.8 x 30: not slow. Two periods of 120 s.
+    assert k["reduced_speed_time_s"][0] == 240 and k["reduced_speed_count"][0] == 2
+    assert k["produced_quantity"][0] == sum(SPEED_PARTS)
+    assert k["performance"][0] == pytest.approx(sum(SPEED_PARTS) / 1200, rel=1e-12)  # unchanged: APT stays
+    assert k["availability"][0] == pytest.approx(1200 / 1800, rel=1e-12)  # planned stop from 08:30
+    no_pru = kpis(db, "m2", "hour", at("08:00"))
+    assert no_pru["reduced_speed_time_s"] == (None, "no ideal_cycle_time_s configured")
+    day = kpis(db, "p", "day", DAY)  # roll-ups sum the element; m2 has none and is left out
+    assert day["reduced_speed_time_s"][0] == 240 and day["reduced_speed_count"][0] == 2
+    with psycopg.connect(db) as c:
+        prov = c.execute("SELECT provenance FROM kpi_values WHERE asset_id = 'm1' AND kpi = 'reduced_speed_time_s' "
+                         "AND bucket = 'hour' AND bucket_start = %s", (at("08:00"),)).fetchone()
+    assert prov is not None and prov[0]["reduced_speed_ratio"] == 0.8 and prov[0]["reduced_speed_window_s"] == 60
+    backfill(db, parse_config(SPEED_MODEL.replace("reduced_speed_ratio: 0.8", "reduced_speed_ratio: 0")), DAY,
+             DAY + timedelta(days=1))
+    off = kpis(db, "m1", "hour", at("08:00"))
+    assert off["reduced_speed_time_s"][0] == 0 and off["reduced_speed_count"][0] == 0
+    assert off["actual_production_time_s"][0] == 1200
+
+
+def test_reduced_speed_period_across_a_chunk_boundary_is_counted_once(db: str) -> None:
+    start = DAY + timedelta(hours=23, minutes=57)  # running 23:57-00:03; slow 23:59 and 00:00 (30 parts each)
+    later = DAY + timedelta(days=1, hours=23, minutes=58)  # running 23:58-00:02; fast 23:59, slow 00:00
+    insert(db, [("d1", "status", start, 1), ("d1", "status", start + timedelta(minutes=6), 5),
+                ("d1", "status", later, 1), ("d1", "status", later + timedelta(minutes=4), 5)]
+           + counter_rows(start, [60, 60, 30, 30, 60, 60]) + counter_rows(later, [60, 60, 30, 60])[1:])
+    backfill(db, parse_config(SPEED_MODEL), DAY, DAY + timedelta(days=3))
+    first, second, third = (kpis(db, "m1", "day", DAY + timedelta(days=d)) for d in range(3))
+    assert first["reduced_speed_time_s"][0] == 60 and first["reduced_speed_count"][0] == 1
+    assert second["reduced_speed_time_s"][0] == 60 and second["reduced_speed_count"][0] == 0
+    assert second["actual_production_time_s"][0] == 180 + 120
+    # the minute before midnight is read along with the day (its parts too): 00:00 starts a period there
+    assert third["reduced_speed_time_s"][0] == 60 and third["reduced_speed_count"][0] == 1

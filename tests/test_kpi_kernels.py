@@ -240,3 +240,91 @@ def test_micro_stop_kernel_equals_reference(ts: list[int], data: st.DataObject, 
     for fn in both(K.micro_stops):
         got, _ = fn(np.array(ts, dtype=np.int64) * S, np.array(codes, dtype=np.int64), end * S, thr * S, hold * S)
         assert got.tolist() == want
+
+
+@pytest.mark.parametrize("variant", ["jit", "py"])
+def test_reduced_speed_hand_worked(variant: str) -> None:
+    fn = K.reduced_speed if variant == "jit" else K.reduced_speed.py_func
+    r, i = K.RUNNING, K.IDLE
+    # running 0-100 s, idle 100-200, running 200-300 (a 5 s hold limit never bites: samples every 10 s)
+    ts = arr(*range(0, 300, 10)) * S
+    codes = arr(*[i if 100 <= t < 200 else r for t in range(0, 300, 10)])
+    # 60 s windows, PRU 1 s, ratio 0.8: a full window needs 48 parts. Parts per window (sample every 10 s):
+    # [0,60) 60 -> ok; [60,120) 30 over 40 s running (< 32) -> slow; [120,180) none running;
+    # [180,240) 30 over 40 s -> slow; [240,300) 40 over 60 s (< 48) -> slow
+    per_sample = {0: 10, 60: 5, 180: 5, 240: 40 / 6}
+    pt = arr(*range(0, 300, 10)) * S
+    pi = np.array([per_sample[max(k for k in per_sample if k <= t)] if not 120 <= t < 180 else 0.0
+                   for t in range(0, 300, 10)])
+    cal = (arr(-100) * S, arr(400) * S)
+    secs, n = fn(ts, codes, 300 * S, 0, pt, pi, 1.0 * S, 0.8, 60 * S, arr(0, 120) * S, arr(120, 300) * S, *cal)
+    assert secs.tolist() == [40.0, 100.0] and n.tolist() == [1, 1]  # 180-300 is one period of two windows
+    secs, n = fn(ts, codes, 300 * S, 0, pt, pi, 1.0 * S, 0.0, 60 * S, arr(0, 120) * S, arr(120, 300) * S, *cal)
+    assert secs.tolist() == [0.0, 0.0] and n.tolist() == [0, 0]  # ratio 0: off
+    # a bucket starting inside a slow period (window [180,240) slow before it): time counted, no new period
+    secs, n = fn(ts, codes, 300 * S, 0, pt, pi, 1.0 * S, 0.8, 60 * S, arr(240) * S, arr(300) * S, *cal)
+    assert secs.tolist() == [60.0] and n.tolist() == [0]
+    # shift 0-90 s only: [60,120) has 30 s running in POT for 30 parts -> not slow (30 >= 24)
+    secs, n = fn(ts, codes, 300 * S, 0, pt, pi, 1.0 * S, 0.8, 60 * S, arr(0) * S, arr(300) * S, arr(0) * S,
+                 arr(90) * S)
+    assert secs.tolist() == [0.0] and n.tolist() == [0]
+    inc = (K.counter_increments if variant == "jit" else K.counter_increments.py_func)(
+        arr(0, 1, 2, 3, 4) * S, np.array([65530.0, np.nan, 5.0, 7.0, 3.0]), WRAP)
+    assert inc.tolist() == [0.0, 0.0, 11.0, 2.0, 3.0]  # wrap at 2**16, NaN skipped, reset counts from 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(ts=times, data=st.data(), e=edges, cal=edges, end=st.integers(0, 450), hold=st.integers(0, 40),
+       window=st.sampled_from([7, 30, 60]), ratio=st.sampled_from([0.0, 0.25, 0.5, 0.8, 1.0]),
+       pru=st.sampled_from([0.5, 1.0, 2.0, 3.0]))
+def test_reduced_speed_kernel_equals_reference(ts: list[int], data: st.DataObject, e: list[int], cal: list[int],
+                                               end: int, hold: int, window: int, ratio: float, pru: float) -> None:
+    codes = data.draw(st.lists(st.sampled_from([-1, 0, 0, 0, 1, 2]), min_size=len(ts), max_size=len(ts)))
+    pts = data.draw(st.lists(st.integers(-80, 460), max_size=60))
+    counts = data.draw(st.lists(st.one_of(st.integers(0, 2**16 - 1).map(float), st.just(math.nan)),
+                                min_size=len(pts), max_size=len(pts)))
+    pts.sort()
+    bs, be, bl = buckets_of(e)
+    cs, ce, cl = buckets_of(cal[:2])
+    ev = [(x * S, c) for x, c in zip(ts, codes, strict=True)]
+    samples = [(x * S, v) for x, v in zip(pts, counts, strict=True)]
+    inc = R.counter_increments(samples, WRAP)
+    want = R.reduced_speed(ev, end * S, hold * S, [(t, v) for (t, _), v in zip(samples, inc, strict=True)],
+                           pru * S, ratio, window * S, bl, cl)
+    p_ts = np.array(pts, dtype=np.int64) * S
+    for fn, inc_fn in zip(both(K.reduced_speed), both(K.counter_increments), strict=True):
+        got_inc = inc_fn(p_ts, np.array(counts, dtype=np.float64), WRAP)
+        assert got_inc.tolist() == inc
+        secs, n = fn(np.array(ts, dtype=np.int64) * S, np.array(codes, dtype=np.int64), end * S, hold * S, p_ts,
+                     got_inc, pru * S, ratio, window * S, bs, be, cs, ce)
+        assert np.allclose(secs, want[0]) and n.tolist() == want[1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(machines=st.lists(st.tuples(times, st.data()), min_size=1, max_size=4), e=edges, cal=edges,
+       end=st.integers(0, 450), hold=st.integers(0, 40))
+def test_many_machine_kernels_equal_one_call_per_machine(machines: list[tuple[list[int], st.DataObject]],
+                                                         e: list[int], cal: list[int], end: int, hold: int) -> None:
+    bs, be, _ = buckets_of(e)
+    cs, ce, _ = buckets_of(cal[:2])
+    ts, codes, vals = [], [], []
+    for m_ts, data in machines:
+        ts.append(np.array(m_ts, dtype=np.int64) * S)
+        codes.append(np.array(data.draw(st.lists(st.integers(-1, 4), min_size=len(m_ts), max_size=len(m_ts))),
+                              dtype=np.int64))
+        vals.append(np.array(data.draw(st.lists(st.one_of(st.integers(0, 2**16 - 1).map(float), st.just(math.nan)),
+                                                min_size=len(m_ts), max_size=len(m_ts))), dtype=np.float64))
+    offsets = np.concatenate([[0], np.cumsum([t.shape[0] for t in ts])]).astype(np.int64)
+    flat_ts, flat_codes, flat_vals = np.concatenate(ts), np.concatenate(codes), np.concatenate(vals)
+    many = [K.state_durations_many, K.state_durations_many.py_func]
+    for fn in many:
+        in_cal, known, rows = fn(flat_ts, flat_codes, offsets, end * S, bs, be, cs, ce, hold * S)
+        for m in range(len(ts)):
+            one = K.state_durations(ts[m], codes[m], end * S, bs, be, cs, ce, hold * S)
+            assert np.array_equal(in_cal[m], one[0]) and np.array_equal(known[m], one[1])
+            assert np.array_equal(rows[m], one[2])
+    for fn in [K.counter_bucket_sums_many, K.counter_bucket_sums_many.py_func]:
+        sums, crows = fn(flat_ts, flat_vals, offsets, bs, be, WRAP)
+        for m in range(len(ts)):
+            one_s, one_r = K.counter_bucket_sums(ts[m], vals[m], bs, be, WRAP)
+            assert np.array_equal(sums[m], one_s) and np.array_equal(crows[m], one_r)

@@ -5,9 +5,16 @@ non-overlapping half-open intervals [bucket_starts[j], bucket_ends[j]); the plan
 (merged, sorted). State codes are the indexes of `STATES`; anything else (e.g. -1) is unknown.
 """
 
-from kpi.kernels.counters import counter_bucket_sums, counter_delta
+from kpi.kernels.counters import (
+    counter_bucket_sums,
+    counter_bucket_sums_many,
+    counter_bucket_sums_many_into,
+    counter_delta,
+    counter_increments,
+)
 from kpi.kernels.integrals import step_integral
 from kpi.kernels.rollup import group_sums, safe_ratio
+from kpi.kernels.speed import reduced_speed
 from kpi.kernels.states import (
     DOWN,
     IDLE,
@@ -21,10 +28,14 @@ from kpi.kernels.states import (
     failure_events,
     micro_stops,
     state_durations,
+    state_durations_many,
+    state_durations_many_into,
 )
 
 __all__ = [
     "DOWN", "IDLE", "N_STATES", "PLANNED_STOP", "RUNNING", "SETUP", "STATES",
-    "calendar_time", "counter_bucket_sums", "counter_delta", "event_counts", "failure_events", "group_sums",
-    "micro_stops", "safe_ratio", "state_durations", "step_integral",
+    "calendar_time", "counter_bucket_sums", "counter_bucket_sums_many", "counter_bucket_sums_many_into",
+    "counter_delta", "counter_increments", "event_counts", "failure_events", "group_sums", "micro_stops",
+    "reduced_speed", "safe_ratio", "state_durations", "state_durations_many", "state_durations_many_into",
+    "step_integral",
 ]

@@ -35,34 +35,36 @@ def calendar_time(bucket_starts: np.ndarray, bucket_ends: np.ndarray, cal_starts
 
 
 @njit(cache=True, nogil=True)
-def state_durations(ts: np.ndarray, codes: np.ndarray, end_us: int, bucket_starts: np.ndarray,
-                    bucket_ends: np.ndarray, cal_starts: np.ndarray, cal_ends: np.ndarray,
-                    max_hold_us: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Step-hold state durations.
+def _durations_into(ts: np.ndarray, codes: np.ndarray, end_us: int, bucket_starts: np.ndarray,
+                    bucket_ends: np.ndarray, cal_starts: np.ndarray, cal_ends: np.ndarray, max_hold_us: int,
+                    us_in_cal: np.ndarray, us_known: np.ndarray, in_cal: np.ndarray, known: np.ndarray,
+                    rows: np.ndarray) -> None:
+    """state_durations of one machine (ts sorted) into in_cal [nb, 5] / known [nb] (seconds) and rows [nb].
 
-    Sample i holds its state from ts[i] to ts[i+1] (the last one to end_us), at most max_hold_us when > 0.
-    Returns (seconds per bucket and state inside the calendar [nb, 5], seconds per bucket with a known
-    state anywhere in the bucket [nb], samples per bucket [nb]).
+    us_in_cal / us_known: int64 scratch of the same shapes (zeroed here). Sums are taken in integer microseconds
+    (as before: float accumulation is slower and would change the last bits) and divided by 1e6 at the end.
+    Fast path: a hold inside one bucket, the common case; a hold crossing buckets takes the general loop.
     """
     nb = bucket_starts.shape[0]
     nc = cal_starts.shape[0]
     n = ts.shape[0]
-    in_cal = np.zeros((nb, N_STATES), dtype=np.int64)
-    known = np.zeros(nb, dtype=np.int64)
-    rows = np.zeros(nb, dtype=np.int64)
+    us_in_cal[:] = 0
+    us_known[:] = 0
     bi = 0
-    r = 0
-    for i in range(n):  # rows per bucket
-        while r < nb and bucket_ends[r] <= ts[i]:
-            r += 1
-        if r < nb and bucket_starts[r] <= ts[i]:
-            rows[r] += 1
     ci = 0
+    rc = 0  # samples of bucket bi so far (kept in a register, stored when the samples leave the bucket)
     for i in range(n):
+        a = ts[i]
+        if bi < nb and bucket_ends[bi] <= a:
+            rows[bi] += rc
+            rc = 0
+            while bi < nb and bucket_ends[bi] <= a:
+                bi += 1
+        if bi < nb and bucket_starts[bi] <= a:
+            rc += 1
         s = codes[i]
         if s < 0 or s >= N_STATES:
             continue
-        a = ts[i]
         b = ts[i + 1] if i + 1 < n else end_us
         if b > end_us:
             b = end_us
@@ -70,14 +72,27 @@ def state_durations(ts: np.ndarray, codes: np.ndarray, end_us: int, bucket_start
             b = a + max_hold_us
         if b <= a:
             continue
-        while bi < nb and bucket_ends[bi] <= a:
-            bi += 1
+        if bi < nb and bucket_starts[bi] <= a and b <= bucket_ends[bi]:  # inside one bucket
+            us_known[bi] += b - a
+            while ci < nc and cal_ends[ci] <= a:
+                ci += 1
+            if ci < nc and cal_starts[ci] <= a and b <= cal_ends[ci]:  # and inside one calendar interval
+                us_in_cal[bi, s] += b - a
+                continue
+            k = ci
+            while k < nc and cal_starts[k] < b:
+                x = max(a, cal_starts[k])
+                y = min(b, cal_ends[k])
+                if y > x:
+                    us_in_cal[bi, s] += y - x
+                k += 1
+            continue
         j = bi
         while j < nb and bucket_starts[j] < b:
             lo = max(a, bucket_starts[j])
             hi = min(b, bucket_ends[j])
             if hi > lo:
-                known[j] += hi - lo
+                us_known[j] += hi - lo
                 while ci < nc and cal_ends[ci] <= lo:
                     ci += 1
                 k = ci
@@ -85,10 +100,69 @@ def state_durations(ts: np.ndarray, codes: np.ndarray, end_us: int, bucket_start
                     x = max(lo, cal_starts[k])
                     y = min(hi, cal_ends[k])
                     if y > x:
-                        in_cal[j, s] += y - x
+                        us_in_cal[j, s] += y - x
                     k += 1
             j += 1
-    return in_cal / 1e6, known / 1e6, rows
+    if bi < nb:
+        rows[bi] += rc
+    for j in range(nb):
+        known[j] = us_known[j] / 1e6
+        for q in range(N_STATES):
+            in_cal[j, q] = us_in_cal[j, q] / 1e6
+
+
+@njit(cache=True, nogil=True)
+def state_durations(ts: np.ndarray, codes: np.ndarray, end_us: int, bucket_starts: np.ndarray,
+                    bucket_ends: np.ndarray, cal_starts: np.ndarray, cal_ends: np.ndarray,
+                    max_hold_us: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step-hold state durations (ts sorted).
+
+    Sample i holds its state from ts[i] to ts[i+1] (the last one to end_us), at most max_hold_us when > 0.
+    Returns (seconds per bucket and state inside the calendar [nb, 5], seconds per bucket with a known
+    state anywhere in the bucket [nb], samples per bucket [nb]).
+    """
+    nb = bucket_starts.shape[0]
+    in_cal = np.empty((nb, N_STATES), dtype=np.float64)
+    known = np.empty(nb, dtype=np.float64)
+    rows = np.zeros(nb, dtype=np.int64)
+    _durations_into(ts, codes, end_us, bucket_starts, bucket_ends, cal_starts, cal_ends, max_hold_us,
+                    np.empty((nb, N_STATES), dtype=np.int64), np.empty(nb, dtype=np.int64), in_cal, known, rows)
+    return in_cal, known, rows
+
+
+@njit(cache=True, nogil=True)
+def state_durations_many_into(ts: np.ndarray, codes: np.ndarray, offsets: np.ndarray, end_us: int,
+                              bucket_starts: np.ndarray, bucket_ends: np.ndarray, cal_starts: np.ndarray,
+                              cal_ends: np.ndarray, max_hold_us: int, in_cal: np.ndarray, known: np.ndarray,
+                              rows: np.ndarray) -> None:
+    """state_durations for many machines in one call: machine m is ts[offsets[m]:offsets[m + 1]] (each sorted).
+
+    Writes machine m's result into in_cal[m] [nb, 5], known[m] and rows[m] (rows zeroed by the caller), so that
+    threads can fill disjoint machine ranges of one output (pass offsets[m0:m1 + 1] and out[m0:m1]).
+    """
+    nb = bucket_starts.shape[0]
+    us_in_cal = np.empty((nb, N_STATES), dtype=np.int64)  # one scratch for all machines (stays in cache)
+    us_known = np.empty(nb, dtype=np.int64)
+    for m in range(offsets.shape[0] - 1):
+        lo, hi = offsets[m], offsets[m + 1]
+        _durations_into(ts[lo:hi], codes[lo:hi], end_us, bucket_starts, bucket_ends, cal_starts, cal_ends,
+                        max_hold_us, us_in_cal, us_known, in_cal[m], known[m], rows[m])
+
+
+@njit(cache=True, nogil=True)
+def state_durations_many(ts: np.ndarray, codes: np.ndarray, offsets: np.ndarray, end_us: int,
+                         bucket_starts: np.ndarray, bucket_ends: np.ndarray, cal_starts: np.ndarray,
+                         cal_ends: np.ndarray, max_hold_us: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """state_durations of every machine (flat arrays + offsets, see state_durations_many_into): [nm, nb, 5],
+    [nm, nb], [nm, nb], identical to one state_durations call per machine."""
+    nm = offsets.shape[0] - 1
+    nb = bucket_starts.shape[0]
+    in_cal = np.empty((nm, nb, N_STATES), dtype=np.float64)
+    known = np.empty((nm, nb), dtype=np.float64)
+    rows = np.zeros((nm, nb), dtype=np.int64)
+    state_durations_many_into(ts, codes, offsets, end_us, bucket_starts, bucket_ends, cal_starts, cal_ends,
+                              max_hold_us, in_cal, known, rows)
+    return in_cal, known, rows
 
 
 @njit(cache=True, nogil=True)
