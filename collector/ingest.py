@@ -121,8 +121,9 @@ class Collector:
 
     def __init__(self, database_url: str, broker_url: str, prefix: str = "shopfloor/v1",
                  share_group: str = "shopfloor-collectors", batch_max_rows: int = 20000,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, session_expiry_s: int = 60) -> None:
         self.database_url = database_url
+        self.session_expiry_s = session_expiry_s
         self.prefix = prefix
         self.topic = f"$share/{share_group}/{prefix}/+/samples"
         self.batch_max_rows = batch_max_rows
@@ -187,7 +188,10 @@ class Collector:
     def run(self, stop: threading.Event) -> None:
         """Consume until stop is set. Blocking; run it in a thread or as the process's main loop."""
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600  # queued QoS 1 messages survive a collector restart
+        # A restart within this time resumes the session and its queued messages. Kept short on purpose: the
+        # broker hands a shared subscription's messages round-robin to offline sessions too, so a collector
+        # that died for good would otherwise sit on part of the stream (the edge re-sends it, but late).
+        props.SessionExpiryInterval = self.session_expiry_s
         self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=props)
         self.client.reconnect_delay_set(1, 10)
         self.client.loop_start()
@@ -205,7 +209,9 @@ class Collector:
                 for gateway, ids in confirm.items():
                     self.client.publish(f"{self.prefix}/{gateway}/ack", json.dumps({"batch_ids": ids}), qos=1)
         finally:
-            self.client.disconnect()
+            bye = Properties(PacketTypes.DISCONNECT)
+            bye.SessionExpiryInterval = 0  # a clean stop leaves no session behind to absorb messages
+            self.client.disconnect(properties=bye)
             self.client.loop_stop()
             self.writer.close()
 
