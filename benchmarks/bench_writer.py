@@ -21,7 +21,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collector.db import migrate  # noqa: E402
-from collector.writer import _COPY_SAMPLES, TYPES, SampleWriter, sample_rows  # noqa: E402
+from collector.writer import _COPY_SAMPLES, TYPES, SampleWriter, sample_rows, ts_from_us  # noqa: E402
 from edge.record import Sample  # noqa: E402
 
 T0 = 1_717_200_000_000_000  # 2024-06-01T00:00:00Z
@@ -54,6 +54,12 @@ def truncate(url: str) -> None:
         c.execute("CHECKPOINT")
 
 
+def dt_rows(samples: list[Sample]) -> list[tuple[object, ...]]:
+    """The same rows the way a psycopg user writes them: aware datetimes, standard dumpers."""
+    return [(ts_from_us(r[0]), *r[1:7], None if r[7] is None else ts_from_us(r[7]), *r[8:])
+            for r in sample_rows(samples)]
+
+
 def timed(fn: Callable[[], object]) -> float:
     t = time.perf_counter()
     fn()
@@ -84,12 +90,12 @@ def executemany(url: str, samples: list[Sample], batch: int) -> None:
     with psycopg.connect(url) as c:
         for i in range(0, len(samples), batch):
             with c.cursor() as cur:
-                cur.executemany(sql, sample_rows(samples[i:i + batch]))
+                cur.executemany(sql, dt_rows(samples[i:i + batch]))
             c.commit()
 
 
 def bench(url: str, samples: list[Sample], small: int, batch: int, label: str) -> dict[str, float]:
-    rows = sample_rows(samples)
+    rows = dt_rows(samples)
     out: dict[str, float] = {}
     for name, fn, n in (("raw COPY", lambda: raw_copy(url, rows, batch), len(samples)),
                         ("SampleWriter", lambda: writer(url, samples, batch), len(samples)),
