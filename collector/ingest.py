@@ -68,9 +68,13 @@ class BatchProcessor:
         bad: list[tuple[str, str, bytes]] = []
         for topic, payload in items:
             try:
-                batches.append(Decoded(*decode_batch(payload), payload))
+                gateway_id, batch_id, rows, events, rejects = decode_batch(payload)
             except ValueError as exc:
                 bad.append((topic, str(exc), payload))
+                continue
+            batches.append(Decoded(gateway_id, batch_id, rows, events, payload))
+            # the good rows of a batch go in; each bad row goes to quarantine on its own, with its reason
+            bad.extend((topic, reason, json.dumps(row, default=str).encode()) for reason, row in rejects)
         return self.write(batches, bad)
 
     def write(self, batches: list[Decoded], bad: list[tuple[str, str, bytes]]) -> dict[str, list[int]]:

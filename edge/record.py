@@ -127,7 +127,9 @@ class Batch:
     @classmethod
     def decode(cls, payload: bytes) -> Batch:
         """Parse an uplink payload; ValueError says what is wrong (the collector quarantines it)."""
-        gateway_id, batch_id, rows, events = decode_batch(payload)
+        gateway_id, batch_id, rows, events, rejects = decode_batch(payload)
+        if rejects:
+            raise ValueError(rejects[0][0])
         samples = [Sample(dev, tag, ts, val, text, Quality(q), st, sts, hist, gw, boot, seq)
                    for ts, dev, tag, val, text, q, st, sts, hist, gw, boot, seq in rows]
         return cls(gateway_id, batch_id, samples, events)
@@ -143,8 +145,15 @@ def encode_batch(gateway_id: str, batch_id: int, sample_parts: list[bytes], even
             + b',"samples":[' + join(sample_parts) + b'],"events":[' + join(event_parts) + b"]}")
 
 
-def decode_batch(payload: bytes) -> tuple[str, int, list[tuple[Any, ...]], list[StatusEvent]]:
-    """Payload -> (gateway_id, batch_id, rows in database column order, events); ValueError names the problem."""
+Reject = tuple[str, Any]  # (reason, the raw row as received)
+
+
+def decode_batch(payload: bytes) -> tuple[str, int, list[tuple[Any, ...]], list[StatusEvent], list[Reject]]:
+    """Payload -> (gateway_id, batch_id, rows in database column order, events, rejected rows).
+
+    A payload that is not a batch at all raises ValueError naming the problem. A batch with some bad rows
+    still yields its good rows: the bad ones come back as rejects, each with its reason, for quarantine.
+    """
     try:
         doc = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -152,16 +161,23 @@ def decode_batch(payload: bytes) -> tuple[str, int, list[tuple[Any, ...]], list[
     if not isinstance(doc, dict) or doc.get("v") != 1:
         raise ValueError("not a shopfloor v1 batch (missing \"v\": 1)")
     try:
-        raw = doc["samples"]
-        if not isinstance(raw, list):
-            raise ValueError("samples must be a list")
-        rows = []
-        for i, r in enumerate(raw):
-            try:
-                rows.append(check_row(r))
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"sample {i}: {exc}") from None
-        events = [StatusEvent.from_row(r) for r in doc.get("events", [])]
-        return str(doc["gateway_id"]), int(doc["batch_id"]), rows, events
+        gateway_id, batch_id = str(doc["gateway_id"]), int(doc["batch_id"])
+        raw, raw_events = doc["samples"], doc.get("events", [])
+        if not isinstance(raw, list) or not isinstance(raw_events, list):
+            raise ValueError("samples and events must be lists")
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"bad batch: {exc}") from exc
+    rows: list[tuple[Any, ...]] = []
+    rejects: list[Reject] = []
+    for i, r in enumerate(raw):
+        try:
+            rows.append(check_row(r))
+        except (TypeError, ValueError) as exc:
+            rejects.append((f"bad sample row {i} of batch {gateway_id}/{batch_id}: {exc}", r))
+    events: list[StatusEvent] = []
+    for i, r in enumerate(raw_events):
+        try:
+            events.append(StatusEvent.from_row(r))
+        except (TypeError, ValueError) as exc:
+            rejects.append((f"bad event row {i} of batch {gateway_id}/{batch_id}: {exc}", r))
+    return gateway_id, batch_id, rows, events, rejects

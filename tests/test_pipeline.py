@@ -208,20 +208,21 @@ def test_malformed_uplink_payload_is_quarantined_and_stream_continues(db: str, b
     pub.loop_start()
     try:
         good = Batch("gw-x", 1, [Sample("d1", "t", 1_750_000_000_000_000, 1.0)])
-        for payload in (b"{not json", b'{"v": 1, "gateway_id": "gw-x", "batch_id": 2, "samples": [["d1"]]}',
-                        b"\x08\x96\x01", good.encode()):
+        mixed = Batch("gw-x", 2, [Sample("d1", "t", 1_750_000_000_000_001, 2.0)]).encode().replace(
+            b'"samples":[', b'"samples":[["d1"],', 1)  # one bad row, then a good one
+        for payload in (b"{not json", mixed, b"\x08\x96\x01", good.encode()):
             pub.publish("shopfloor/v1/gw-x/samples", payload, qos=1).wait_for_publish(5)
         deadline = time.monotonic() + 10
         with psycopg.connect(db) as conn:
             while time.monotonic() < deadline:
                 (q,) = conn.execute("SELECT count(*) FROM quarantine").fetchone()  # type: ignore[misc]
                 (s,) = conn.execute("SELECT count(*) FROM samples").fetchone()  # type: ignore[misc]
-                if q == 3 and s == 1:
+                if q == 3 and s == 2:
                     break
                 time.sleep(0.1)
             reasons = [r[0] for r in conn.execute("SELECT reason FROM quarantine ORDER BY id")]
-        assert s == 1 and q == 3, (s, q)
-        assert "not JSON" in reasons[0] and "bad batch" in reasons[1]
+        assert s == 2 and q == 3, (s, q)  # the good row of the mixed batch went in beside the good batch
+        assert "not JSON" in reasons[0] and "bad sample row 0 of batch gw-x/2" in reasons[1]
     finally:
         pub.loop_stop()
         stop.set()
