@@ -139,6 +139,7 @@ class Collector:
         self.client, self.host, self.port = mqtt_client(broker_url, cid)
         self.client.manual_ack_set(True)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
         self.connected = threading.Event()
@@ -148,7 +149,14 @@ class Collector:
             log.error("broker=%s:%d event=connect_refused reason=%s", self.host, self.port, rc)
             return
         client.subscribe(self.topic, qos=1)
-        self.connected.set()
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reason_codes: list[Any],
+                      props: object = None) -> None:
+        if any(getattr(rc, "is_failure", False) for rc in reason_codes):
+            log.error("broker=%s:%d event=subscribe_refused topic=%s reasons=%s hint='check the broker ACL lets "
+                      "this user read the samples topic'", self.host, self.port, self.topic, reason_codes)
+            return
+        self.connected.set()  # only now do messages for the topic reach us
         log.info("broker=%s:%d event=subscribed topic=%s", self.host, self.port, self.topic)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, rc: object,
