@@ -11,8 +11,12 @@ Behaviour pinned here (see edge/drivers/modbus/README.md, "Errors & troubleshoot
   unit N ... within T s`, after `timeout_s`; the right unit on the same line is read afterwards;
 - a PLC that closes its end looks like a silent device: `NotConnected: no answer`; reads resume when it is
   back;
-- the line itself disappearing (the USB adapter unplugged) is `NotConnected`, and reconnecting names the port;
-- a second device entry on a port already open fails with `NotConnected` saying the port is in use.
+- the line itself disappearing (the USB adapter unplugged) is `NotConnected` for every entry on it, and
+  reconnecting names the port;
+- several device entries (unit ids) on one port share one serial client: read concurrently, each gets its own
+  unit's values; a silent unit is `NotConnected` alone while the others keep reading; the last entry closed
+  releases the port; entries disagreeing on the line settings are refused with a message naming both;
+- another program holding the port: `NotConnected` saying the port is in use.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -28,9 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pymodbus.client import AsyncModbusSerialClient
 
 from edge.config import ModbusDevice
 from edge.drivers.modbus import ModbusDriver
+from edge.drivers.modbus.serial_line import open_lines
 from edge.errors import NotConnected
 from edge.simulator.modbus_server import ModbusPlc, device_config
 from tests.test_modbus_driver import assert_matches, by_tag, machines
@@ -98,13 +105,32 @@ def line(tmp_path: Path) -> Iterator[Line]:
         ln.cut()
 
 
-def rtu_device(ln: Line, index: int = 0, unit_id: int | None = None) -> ModbusDevice:
+def rtu_device(
+    ln: Line, index: int = 0, unit_id: int | None = None, timeout_s: float = 0.5, baud: int = BAUD
+) -> ModbusDevice:
     cfg = device_config([f"press-{k:02d}" for k in range(index + 1)], "unused", 0)[index]
-    endpoint = f"rtu://{ln.edge_end}?baudrate={BAUD}&parity=N&stopbits=1&bytesize=8"
-    cfg.update({"endpoint": endpoint, "timeout_s": 0.5})
+    endpoint = f"rtu://{ln.edge_end}?baudrate={baud}&parity=N&stopbits=1&bytesize=8"
+    cfg.update({"endpoint": endpoint, "timeout_s": timeout_s})
     if unit_id is not None:
-        cfg["unit_id"] = unit_id
+        cfg.update({"unit_id": unit_id, "id": f"unit-{unit_id}-plc"})
     return ModbusDevice.model_validate(cfg)
+
+
+async def other_program(ln: Line) -> AsyncModbusSerialClient | None:
+    """Open the edge end as another program would (its own exclusive client); None when it cannot."""
+    client = AsyncModbusSerialClient(ln.edge_end, baudrate=BAUD, timeout=0.5, retries=0, reconnect_delay=0)
+    if await client.connect():
+        return client
+    client.close()
+    return None
+
+
+async def port_is_free(ln: Line) -> bool:
+    client = await other_program(ln)
+    if client is None:
+        return False
+    client.close()
+    return True
 
 
 def with_rtu_plc(ln: Line, body: Callable[[ModbusPlc], Awaitable[None]], n: int = 2) -> None:
@@ -211,17 +237,118 @@ def test_line_disappearing_is_not_connected_and_reconnect_names_the_port(line: L
     with_rtu_plc(line, body, n=1)
 
 
-def test_second_device_entry_on_an_open_port_says_the_port_is_in_use(line: Line) -> None:
+def test_line_disappearing_disconnects_every_entry_on_it(line: Line) -> None:
     async def body(plc: ModbusPlc) -> None:
-        first = ModbusDriver(rtu_device(line, 0), LOG)
-        second = ModbusDriver(rtu_device(line, 1), LOG)
-        await first.connect()
-        with pytest.raises(NotConnected, match="in use"):
-            await second.connect()
-        assert_matches(await first.read(), plc.expected(0))  # the holder is unaffected
-        await first.close()
-        await second.connect()
-        assert_matches(await second.read(), plc.expected(1))
-        await second.close()
+        drivers = [ModbusDriver(rtu_device(line, k), LOG) for k in (0, 1)]
+        for drv in drivers:
+            await drv.connect()
+            await drv.read()
+        line.cut()
+        await asyncio.sleep(0.1)
+        for drv in drivers:
+            with pytest.raises(NotConnected, match=r"not connected|no answer"):
+                for _ in range(3):
+                    await drv.read()
+                    await asyncio.sleep(0.05)
+        assert open_lines() == {}  # the failed port was closed, not kept for the other entry
+        for drv in drivers:
+            with pytest.raises(NotConnected, match=f"cannot open rtu://{line.edge_end}.*missing"):
+                await drv.connect()
+        assert open_lines() == {}
 
     with_rtu_plc(line, body)
+
+
+def test_units_on_one_line_share_the_port_and_read_concurrently(line: Line) -> None:
+    async def body(plc: ModbusPlc) -> None:
+        first, second = (ModbusDriver(rtu_device(line, k), LOG) for k in (0, 1))
+        await first.connect()
+        await second.connect()  # the same port: joins the open client instead of "in use"
+        assert open_lines() == {os.path.realpath(line.edge_end): 2}
+        assert not await port_is_free(line)  # one exclusive client, held for both entries
+        for _ in range(3):
+            before = plc.requests
+            a, b = await asyncio.gather(first.read(), second.read())
+            assert {s.device_id for s in a} == {"press-00-plc"}
+            assert {s.device_id for s in b} == {"press-01-plc"}
+            assert_matches(a, plc.expected(0))
+            assert_matches(b, plc.expected(1))
+            assert plc.requests - before == len(first.blocks) + len(second.blocks) == 8
+            plc.machines[1].advance_to(plc.machines[1].t_us + 1_000_000)
+            plc.update()
+        await first.close()
+        assert open_lines() == {os.path.realpath(line.edge_end): 1}
+        assert_matches(await second.read(), plc.expected(1))  # the other entry keeps the port
+        await first.close()  # twice: releases nothing more
+        assert_matches(await second.read(), plc.expected(1))
+        await second.close()
+        assert open_lines() == {}
+        assert await port_is_free(line)  # the last entry out closed the port
+
+    with_rtu_plc(line, body)
+
+
+def test_a_silent_unit_is_not_connected_alone_while_the_others_keep_reading(line: Line) -> None:
+    async def body(plc: ModbusPlc) -> None:
+        good = [ModbusDriver(rtu_device(line, k), LOG) for k in (0, 1)]
+        wrong = ModbusDriver(rtu_device(line, 0, unit_id=9, timeout_s=0.3), LOG)
+        for drv in (*good, wrong):
+            await drv.connect()
+        assert open_lines() == {os.path.realpath(line.edge_end): 3}
+        for _ in range(2):  # the runner's retry of the silent entry: connect again, still no answer
+            t0 = time.monotonic()
+            a, b, lost = await asyncio.gather(
+                good[0].read(), good[1].read(), wrong.read(), return_exceptions=True
+            )
+            assert time.monotonic() - t0 < 2.0
+            assert isinstance(lost, NotConnected)
+            assert re.search(r"unit-9-plc: no answer from unit 9 at rtu://.* within 0.3 s", str(lost))
+            assert_matches(a, plc.expected(0))  # type: ignore[arg-type]
+            assert_matches(b, plc.expected(1))  # type: ignore[arg-type]
+            assert open_lines() == {os.path.realpath(line.edge_end): 2}  # only the silent entry let go
+            with pytest.raises(NotConnected, match="unit-9-plc: not connected"):
+                await wrong.read()
+            assert_matches(await good[0].read(), plc.expected(0))
+            await wrong.connect()
+        for drv in (*good, wrong):
+            await drv.close()
+        assert open_lines() == {}
+        assert await port_is_free(line)
+
+    with_rtu_plc(line, body)
+
+
+def test_entries_on_one_port_must_agree_on_the_line_settings(line: Line) -> None:
+    async def body(plc: ModbusPlc) -> None:
+        first = ModbusDriver(rtu_device(line, 0), LOG)
+        slow = ModbusDriver(rtu_device(line, 1, baud=9600), LOG)
+        await first.connect()
+        conflict = r"configuration conflict.*9600 8N1 but press-00-plc use 19200 8N1"
+        with pytest.raises(NotConnected, match=conflict):
+            await slow.connect()
+        assert open_lines() == {os.path.realpath(line.edge_end): 1}
+        assert_matches(await first.read(), plc.expected(0))  # the holder is unaffected
+        await first.close()
+        await slow.close()
+        assert await port_is_free(line)
+
+    with_rtu_plc(line, body)
+
+
+def test_port_held_by_another_program_says_the_port_is_in_use(line: Line) -> None:
+    async def body(plc: ModbusPlc) -> None:
+        other = await other_program(line)
+        assert other is not None
+        drv = ModbusDriver(rtu_device(line, 0), LOG)
+        in_use = f"cannot open rtu://{line.edge_end}.*in use by another program"
+        with pytest.raises(NotConnected, match=in_use):
+            await drv.connect()
+        assert open_lines() == {}
+        other.close()
+        await drv.connect()
+        assert_matches(await drv.read(), plc.expected(0))
+        await drv.close()
+
+    with_rtu_plc(line, body)
+
+

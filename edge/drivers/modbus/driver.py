@@ -1,4 +1,7 @@
-"""Modbus TCP / RTU driver: one client per device, one poll = one request per planned block.
+"""Modbus TCP / RTU driver: one poll = one request per planned block.
+
+TCP: one client per device. RTU: one client per serial port, shared by every device entry (unit id) on that
+line and reference counted (serial_line.py); requests on one line are serialized.
 
 Validation and the block plan happen in __init__ (no I/O). A Modbus exception response is data (BAD samples
 carrying the exception code); a timeout or a lost transport raises NotConnected and the runner reconnects.
@@ -12,10 +15,11 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ConnectionException, ModbusException
 
 from edge.config import ModbusDevice
 from edge.driver import StateListener
+from edge.drivers.modbus import serial_line
 from edge.drivers.modbus.codec import BIT_TABLES, MAX_BITS, Block, BlockDecoder, plan_blocks
 from edge.errors import ConfigError, NotConnected
 from edge.record import Quality, Sample, now_us
@@ -68,22 +72,20 @@ class ModbusDriver:
             device.tags, device.max_block_registers, device.max_gap_registers, MAX_BITS
         )
         self._decoders = [BlockDecoder(b) for b in self.blocks]
-        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._client: AsyncModbusTcpClient | None = None  # TCP: one client per device
+        self._line: serial_line.SerialLine | None = None  # RTU: the serial port's shared client
 
     # ------------------------------------------------------------------ lifecycle
     async def connect(self) -> None:
-        """Open the transport; NotConnected says where and why."""
+        """Open the transport (RTU: join the shared client of the serial port); NotConnected says why."""
         await self.close()
-        # reconnect_delay=0: the runner owns reconnection and backoff; retries=0: one timeout is one failure.
-        client: AsyncModbusTcpClient | AsyncModbusSerialClient
         if self._serial is not None:
-            client = AsyncModbusSerialClient(
-                **self._serial, timeout=self.device.timeout_s, retries=0, reconnect_delay=0
-            )
-        else:
-            client = AsyncModbusTcpClient(
-                self._host, port=self._port, timeout=self.device.timeout_s, retries=0, reconnect_delay=0
-            )
+            await self._connect_serial(self._serial)
+            return
+        # reconnect_delay=0: the runner owns reconnection and backoff; retries=0: one timeout is one failure.
+        client = AsyncModbusTcpClient(
+            self._host, port=self._port, timeout=self.device.timeout_s, retries=0, reconnect_delay=0
+        )
         try:
             ok = await client.connect()
         except (TimeoutError, ModbusException, OSError) as exc:
@@ -91,23 +93,40 @@ class ModbusDriver:
             raise NotConnected(f"modbus {self.device.id}: cannot open {self.device.endpoint}: {exc}") from exc
         if not ok:
             client.close()
-            if self._serial is not None:  # pymodbus only logs why it could not open the port
-                raise NotConnected(
-                    f"modbus {self.device.id}: cannot open {self.device.endpoint}: the serial port is "
-                    "missing, in use (by another program, or by another device entry on the same port: "
-                    "pymodbus locks the port exclusively) or not permitted (dialout group)"
-                )
             raise NotConnected(
                 f"modbus {self.device.id}: cannot connect to {self.device.endpoint} "
                 "(check host/port or serial port, cabling, and that the device is on)"
             )
         self._client = client
 
+    async def _connect_serial(self, options: dict[str, Any]) -> None:
+        line = serial_line.acquire(self, self.device.id, self.device.endpoint, options)
+        try:
+            try:
+                ok = await line.ensure_open(self.device.timeout_s)
+            except (TimeoutError, ModbusException, OSError) as exc:
+                raise NotConnected(
+                    f"modbus {self.device.id}: cannot open {self.device.endpoint}: {exc}"
+                ) from exc
+            if not ok:  # pymodbus only logs why it could not open the port
+                raise NotConnected(
+                    f"modbus {self.device.id}: cannot open {self.device.endpoint}: the serial port is "
+                    "missing, in use by another program (pymodbus locks the port exclusively) or not "
+                    "permitted (dialout group)"
+                )
+        except BaseException:
+            serial_line.release(self, line)
+            raise
+        self._line = line
+
     async def close(self) -> None:
-        """Drop the transport; safe to call twice."""
+        """Drop the transport (RTU: release the shared port, the last one out closes it); idempotent."""
         client, self._client = self._client, None
         if client is not None:
             client.close()
+        line, self._line = self._line, None
+        if line is not None:
+            serial_line.release(self, line)
 
     # ------------------------------------------------------------------ polling
     async def read(self) -> list[Sample]:
@@ -118,10 +137,24 @@ class ModbusDriver:
         return samples
 
     async def _request(self, block: Block) -> Any:
-        client = self._client
+        line = self._line
+        if line is None:
+            return await self._exchange(self._client, block, None)
+        async with line.lock:  # one request on the line at a time, whichever device entry sends it
+            return await self._exchange(line.client, block, line)
+
+    async def _exchange(
+        self,
+        client: AsyncModbusTcpClient | AsyncModbusSerialClient | None,
+        block: Block,
+        line: serial_line.SerialLine | None,
+    ) -> Any:
         if client is None or not client.connected:
+            await self.close()
             raise NotConnected(f"modbus {self.device.id}: not connected to {self.device.endpoint}")
         unit = self.device.unit_id
+        if line is not None:  # the shared client answers within this device's timeout_s
+            client.ctx.comm_params.timeout_connect = self.device.timeout_s
         self.requests += 1
         try:
             if block.table == "holding":
@@ -132,6 +165,11 @@ class ModbusDriver:
                 return await client.read_coils(block.start, count=block.count, device_id=unit)
             return await client.read_discrete_inputs(block.start, count=block.count, device_id=unit)
         except (TimeoutError, ModbusException, OSError) as exc:
+            # A silent unit leaves the shared port open for the other units on the line; a failed port
+            # (transport lost, OS error) is closed so that every entry on it reconnects.
+            port_failed = isinstance(exc, OSError | ConnectionException) or not client.connected
+            if line is not None and port_failed:
+                line.drop()
             await self.close()
             raise NotConnected(
                 f"modbus {self.device.id}: no answer from unit {unit} at {self.device.endpoint} "
