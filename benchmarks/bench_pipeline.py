@@ -50,6 +50,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
+from benchdb import create_db, drop_db  # noqa: E402
 
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve()
@@ -344,20 +345,8 @@ def start_mosquitto(work: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("mosquitto did not start (see mosquitto.log)")
 
 
-def create_db(admin: str, timescaledb: bool) -> str:
-    from collector.db import migrate
-
-    name = f"sf_bench_pipe_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    url = admin.rsplit("/", 1)[0] + "/" + name
-    migrate(url, timescaledb=True if timescaledb else None, log=lambda _: None)
-    return url
 
 
-def drop_db(admin: str, url: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 def db_count(url: str) -> int:
@@ -454,7 +443,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     target = args.machines * args.tags * args.hz
     print(f"pipeline benchmark: mode={args.mode} source={args.source} {args.machines} machines x {args.tags} tags x "
           f"{args.hz:g} Hz = {target:,.0f} samples/s offered, {args.seconds:g} s; work dir {work}", flush=True)
-    url = create_db(args.database_url, args.timescaledb)
+    url = create_db(args.database_url, args.timescaledb, "sf_bench_pipe")
     children: list[Child] = []
     mosq: subprocess.Popen[bytes] | None = None
     profilers: list[subprocess.Popen[bytes]] = []

@@ -22,7 +22,6 @@ import re
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collector.db import bucket_sql, migrate  # noqa: E402
+from benchdb import create_db, drop_db, timescaledb_available  # noqa: E402
+
+from collector.db import bucket_sql  # noqa: E402
 from collector.writer import SampleWriter  # noqa: E402
 from edge.record import Sample  # noqa: E402
 from kpi.sources import _SERIES_SQL, read_series  # noqa: E402
@@ -48,25 +49,10 @@ _BUFFERS_RE = re.compile(r"Buffers: shared(?: hit=(\d+))?(?: read=(\d+))?")
 # --------------------------------------------------------------------------- databases
 
 
-def create_db(admin: str, timescaledb: bool) -> str:
-    name = f"sf_bench_tsvs_{'ts' if timescaledb else 'pl'}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    url = admin.rsplit("/", 1)[0] + "/" + name
-    migrate(url, timescaledb=True if timescaledb else None, log=lambda _: None)
-    return url
 
 
-def drop_db(admin: str, url: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
-def timescaledb_available(admin: str) -> bool:
-    with psycopg.connect(admin, autocommit=True) as c:
-        ok = c.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-        preload = c.execute("SHOW shared_preload_libraries").fetchone()
-    return ok is not None and preload is not None and "timescaledb" in str(preload[0])
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -226,8 +212,8 @@ def main() -> int:
     t_all = time.perf_counter()
     urls: dict[str, str] = {}
     try:
-        urls["plain"] = create_db(args.database_url, False)
-        urls["timescaledb"] = create_db(args.database_url, True)
+        urls["plain"] = create_db(args.database_url, False, "sf_bench_tsvs")
+        urls["timescaledb"] = create_db(args.database_url, True, "sf_bench_tsvs")
         with psycopg.connect(urls["timescaledb"]) as c:
             ver, lic = c.execute("SELECT extversion, current_setting('timescaledb.license') FROM pg_extension "
                                  "WHERE extname = 'timescaledb'").fetchone()  # type: ignore[misc]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collector.db import migrate  # noqa: E402
+from benchdb import create_db, drop_db, timescaledb_available  # noqa: E402
+
 from collector.writer import _COPY_SAMPLES, TYPES, SampleWriter, sample_rows, ts_from_us  # noqa: E402
 from edge.record import Sample  # noqa: E402
 
@@ -34,18 +34,8 @@ def make_samples(n: int, devices: int = 20, tags: int = 10) -> list[Sample]:
                    float(i % 1000), gateway_id="gw-1", boot_epoch=1, seq=i) for i in range(n)]
 
 
-def create_db(admin: str, timescaledb: bool) -> str:
-    name = f"sf_bench_{'ts' if timescaledb else 'pl'}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    url = admin.rsplit("/", 1)[0] + "/" + name
-    migrate(url, timescaledb=True if timescaledb else None, log=lambda _: None)
-    return url
 
 
-def drop_db(admin: str, url: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 def truncate(url: str) -> None:
@@ -114,11 +104,6 @@ def bench(url: str, samples: list[Sample], small: int, batch: int, label: str) -
     return out
 
 
-def timescaledb_available(admin: str) -> bool:
-    with psycopg.connect(admin, autocommit=True) as c:
-        ok = c.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-        preload = c.execute("SHOW shared_preload_libraries").fetchone()
-    return ok is not None and preload is not None and "timescaledb" in str(preload[0])
 
 
 def main() -> int:
