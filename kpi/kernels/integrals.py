@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from kpi.kernels.states import hold_end
+
 US_PER_HOUR = 3.6e9
 
 
@@ -26,11 +28,7 @@ def step_integral(ts: np.ndarray, values: np.ndarray, end_us: int, bucket_starts
         if np.isnan(v):
             continue
         a = ts[i]
-        b = ts[i + 1] if i + 1 < n else end_us
-        if b > end_us:
-            b = end_us
-        if max_hold_us > 0 and b > a + max_hold_us:
-            b = a + max_hold_us
+        b = hold_end(ts, i, end_us, max_hold_us)
         if b <= a:
             continue
         while bi < nb and bucket_ends[bi] <= a:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kpi.kernels.states import RUNNING
+from kpi.kernels.states import RUNNING, hold_end
 
 
 @njit(cache=True, nogil=True)
@@ -33,11 +33,7 @@ def _running_pieces(ts: np.ndarray, codes: np.ndarray, end_us: int, max_hold_us:
         if codes[i] != RUNNING:
             continue
         a = ts[i]
-        b = ts[i + 1] if i + 1 < n else end_us
-        if b > end_us:
-            b = end_us
-        if max_hold_us > 0 and b > a + max_hold_us:
-            b = a + max_hold_us
+        b = hold_end(ts, i, end_us, max_hold_us)
         if a < lo:
             a = lo
         if b > hi:

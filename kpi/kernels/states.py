@@ -10,6 +10,18 @@ RUNNING, IDLE, DOWN, SETUP, PLANNED_STOP = 0, 1, 2, 3, 4
 N_STATES = 5
 
 
+@njit(cache=True, nogil=True, inline="always")
+def hold_end(ts: np.ndarray, i: int, end_us: int, max_hold_us: int) -> int:
+    """Until when sample i is in force (step-hold): the next sample, the window end, or the stale limit."""
+    a = ts[i]
+    b = ts[i + 1] if i + 1 < ts.shape[0] else end_us
+    if b > end_us:
+        b = end_us
+    if max_hold_us > 0 and b > a + max_hold_us:
+        b = a + max_hold_us
+    return b
+
+
 @njit(cache=True, nogil=True)
 def calendar_time(bucket_starts: np.ndarray, bucket_ends: np.ndarray, cal_starts: np.ndarray,
                   cal_ends: np.ndarray) -> np.ndarray:
@@ -65,11 +77,7 @@ def _durations_into(ts: np.ndarray, codes: np.ndarray, end_us: int, bucket_start
         s = codes[i]
         if s < 0 or s >= N_STATES:
             continue
-        b = ts[i + 1] if i + 1 < n else end_us
-        if b > end_us:
-            b = end_us
-        if max_hold_us > 0 and b > a + max_hold_us:
-            b = a + max_hold_us
+        b = hold_end(ts, i, end_us, max_hold_us)
         if b <= a:
             continue
         if bi < nb and bucket_starts[bi] <= a and b <= bucket_ends[bi]:  # inside one bucket
