@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pymodbus.client import AsyncModbusTcpClient  # noqa: E402
 
-from edge.config import ModbusDevice  # noqa: E402
+from core.record import now_us  # noqa: E402
 from edge.drivers.modbus import ModbusDriver  # noqa: E402
 from edge.drivers.modbus.codec import BlockDecoder  # noqa: E402
-from edge.record import now_us  # noqa: E402
-from edge.simulator.machine import Machine, MachineSpec  # noqa: E402
-from edge.simulator.modbus_server import ModbusPlc, device_config  # noqa: E402
+from edge.drivers.modbus.config import ModbusDevice  # noqa: E402
+from simulator.machine import Machine, MachineSpec  # noqa: E402
+from simulator.modbus_server import ModbusPlc, device_config  # noqa: E402
 
 HOST = "127.0.0.1"
 

@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from asyncua import Client, Server, ua  # noqa: E402
 from asyncua.common.subscription import DataChangeEvent  # noqa: E402
 
-from edge.config import OpcUaDevice  # noqa: E402
 from edge.drivers.opcua import OpcUaDriver  # noqa: E402
+from edge.drivers.opcua.config import OpcUaDevice  # noqa: E402
 
 
 async def serve(port: int, nodes: int, period_s: float) -> None:

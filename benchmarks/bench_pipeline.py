@@ -6,7 +6,7 @@
 Creates and drops its own database (migrated with the real schema). Every stage is the real code:
 `edge.runner.Edge` (DeviceRunner per device, SQLite store-and-forward, Forwarder), `edge.uplink.MqttSink`, a
 private mosquitto on a free port, `collector.ingest.Collector` (own process), `collector.writer.SampleWriter`;
-single-node mode replaces the MQTT hop with `collector.ingest.DirectSink` in the edge process.
+single-node mode replaces the MQTT hop with `shopfloor.wiring.InProcessSink` in the edge process.
 
 Load source (`--source`):
   modbus     real Modbus TCP: a simulated PLC process (pymodbus server, machine i = unit id i + 1, `--tags`
@@ -76,7 +76,7 @@ def role_plc(args: argparse.Namespace) -> None:
     from pymodbus.server import ModbusTcpServer
     from pymodbus.simulator import DataType, SimData, SimDevice
 
-    from edge.simulator.modbus_server import ModbusPlc
+    from simulator.modbus_server import ModbusPlc
 
     ntags = args.tags
 
@@ -142,7 +142,7 @@ class SyntheticDriver:
     kind = "synthetic"
 
     def __init__(self, device: Any, log: logging.Logger | None = None) -> None:
-        from edge.record import Sample, now_us
+        from core.record import Sample, now_us
 
         self._Sample, self._now = Sample, now_us
         self.device = device
@@ -176,7 +176,7 @@ def plant_dict(args: argparse.Namespace, buffer_path: str) -> dict[str, Any]:
 
 def role_edge(args: argparse.Namespace) -> None:
     import edge.runner
-    from edge.config import PlantConfig
+    from core.plant import PlantConfig
     from edge.runner import Edge
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -187,8 +187,8 @@ def role_edge(args: argparse.Namespace) -> None:
         from edge.uplink import MqttSink
         sink: Any = MqttSink(args.broker_url, "gw-bench")
     else:
-        from collector.ingest import DirectSink
-        sink = DirectSink(args.db_url)
+        from shopfloor.wiring import InProcessSink
+        sink = InProcessSink(args.db_url)
     e = Edge(cfg, sink)
 
     async def main() -> None:

@@ -36,7 +36,7 @@ from benchdb import create_db, drop_db, timescaledb_available  # noqa: E402
 
 from collector.db import bucket_sql  # noqa: E402
 from collector.writer import SampleWriter  # noqa: E402
-from edge.record import Sample  # noqa: E402
+from core.record import Sample  # noqa: E402
 from kpi.sources import _SERIES_SQL, read_series  # noqa: E402
 
 MONTH0 = datetime(2024, 6, 1, tzinfo=UTC)

@@ -7,6 +7,7 @@ import uuid
 import psycopg
 
 from collector.db import migrate
+from shopfloor.stages import schema_dirs
 
 
 def create_db(admin: str, timescaledb: bool, prefix: str = "sf_bench") -> str:
@@ -15,7 +16,7 @@ def create_db(admin: str, timescaledb: bool, prefix: str = "sf_bench") -> str:
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
     url = admin.rsplit("/", 1)[0] + "/" + name
-    migrate(url, timescaledb=True if timescaledb else None, log=lambda _: None)
+    migrate(url, timescaledb=True if timescaledb else None, log=lambda _: None, schema_dirs=schema_dirs())
     return url
 
 

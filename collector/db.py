@@ -1,7 +1,9 @@
 """Schema migrations (numbered SQL files, plain or TimescaleDB path), the asset register, and database info.
 
-A file `NNN_name.sql` applies on both paths; `NNN_name.timescaledb.sql` / `NNN_name.plain.sql` only on that
-path. The path is TimescaleDB when the `timescaledb` extension exists in the database, else plain.
+Each stage ships its own migrations (`collector/schema/`, `kpi/schema/`, `api/schema/`); the migrator applies
+the directories it is given in stage order, with version numbers unique across them (collector 001-029,
+kpi 030-059, api 060-089). A file `NNN_name.sql` applies on both paths; `NNN_name.timescaledb.sql` /
+`NNN_name.plain.sql` only on that path. The path is TimescaleDB when the `timescaledb` extension exists in the database, else plain.
 Each file runs in its own transaction together with its `schema_migrations` row; one advisory lock
 serialises concurrent migrators. See collector/README.md "Schema".
 """
@@ -9,7 +11,7 @@ serialises concurrent migrators. See collector/README.md "Schema".
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import psycopg
 
 from collector.errors import MigrationError
-from edge.config import PlantConfig
+from core.plant import PlantConfig
 
 SCHEMA_DIR = Path(__file__).with_name("schema")
 MIGRATE_LOCK_ID = 0x5F0C_0001  # pg_advisory_lock key shared by every shopfloor migrator
@@ -99,10 +101,11 @@ class MigrateReport:
     policies: dict[str, Any] | None = None  # apply_licensed_policies' report (TimescaleDB path)
 
 
-def load_migrations(schema_dir: Path = SCHEMA_DIR) -> list[Migration]:
-    """All migration files in version order; a version has one shared file or per-path variants."""
+def load_migrations(*schema_dirs: Path) -> list[Migration]:
+    """All migration files of the given stage directories (default: the collector's) in version order; a version
+    has one shared file or per-path variants, in one directory."""
     found: list[Migration] = []
-    for p in sorted(schema_dir.glob("*.sql")):
+    for p in sorted(f for d in (schema_dirs or (SCHEMA_DIR,)) for f in d.glob("*.sql")):
         m = _FILE_RE.match(p.name)
         if not m:
             raise MigrationError(f"{p}: migration files are named NNN_name.sql, NNN_name.plain.sql "
@@ -115,7 +118,7 @@ def load_migrations(schema_dir: Path = SCHEMA_DIR) -> list[Migration]:
         variants = [m.variant for m in migs]
         if len(set(variants)) != len(variants) or ("" in variants and len(variants) > 1):
             names = ", ".join(m.filename for m in migs)
-            raise MigrationError(f"{schema_dir}: version {version:03d} has clashing files ({names}); "
+            raise MigrationError(f"{migs[0].path.parent}: version {version:03d} has clashing files ({names}); "
                                  "use one shared file or one file per path")
     return sorted(found, key=lambda m: (m.version, m.variant))
 
@@ -150,7 +153,7 @@ def _pending(migrations: list[Migration], done: dict[int, str], path: str) -> li
 
 
 def migrate(url: str, timescaledb: bool | None = None, log: Log = print, *,
-            schema_dir: Path = SCHEMA_DIR, retention_days: int | None = None) -> MigrateReport:
+            schema_dirs: Sequence[Path] = (SCHEMA_DIR,), retention_days: int | None = None) -> MigrateReport:
     """Create or upgrade the schema; idempotent and safe to run concurrently.
 
     timescaledb=None: follow the database (extension present → TimescaleDB path). True: create the extension
@@ -158,7 +161,7 @@ def migrate(url: str, timescaledb: bool | None = None, log: Log = print, *,
     On the TimescaleDB path it then calls collector.retention.apply_licensed_policies (compression and policy
     jobs where the Timescale license is present; logs what it skipped and why under the Apache license).
     """
-    migrations = load_migrations(schema_dir)
+    migrations = load_migrations(*schema_dirs)
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
@@ -221,8 +224,13 @@ def _migrate_locked(conn: psycopg.Connection[Any], migrations: list[Migration], 
 
 
 EXACT_COUNT_BELOW = 1_000_000  # tables whose estimate is below this are counted exactly for the plan
-_HYPERTABLE_OF = {"002_samples.timescaledb.sql": "samples", "004_device_status.timescaledb.sql": "device_status",
-                  "031_kpi.timescaledb.sql": "kpi_values"}
+_HYPERTABLE_RE = re.compile(r"create_hypertable\(\s*'([a-z_][a-z0-9_]*)'", re.IGNORECASE)
+
+
+def _hypertable_of(mig: Migration) -> str:
+    """The table a TimescaleDB variant turns into a hypertable ('' when it creates none)."""
+    m = _HYPERTABLE_RE.search(mig.path.read_text(encoding="utf-8"))
+    return m.group(1) if m else ""
 
 
 def _row_counts(conn: psycopg.Connection[Any], tables: list[str]) -> dict[str, tuple[int, bool, int]]:
@@ -244,7 +252,7 @@ def _row_counts(conn: psycopg.Connection[Any], tables: list[str]) -> dict[str, t
 
 def _plan_lines(conn: psycopg.Connection[Any], converting: list[Migration]) -> list[str]:
     """What converting a plain database to TimescaleDB will do, for the operator to read before it happens."""
-    tables = [_HYPERTABLE_OF.get(m.filename, "") for m in converting]
+    tables = [_hypertable_of(m) for m in converting]
     counts = _row_counts(conn, [t for t in tables if t])
     lines = [f"converting this plain database to TimescaleDB: will apply {', '.join(m.filename for m in converting)}"]
     for mig, table in zip(converting, tables, strict=True):
@@ -259,9 +267,9 @@ def _plan_lines(conn: psycopg.Connection[Any], converting: list[Migration]) -> l
     return lines
 
 
-def conversion_plan(url: str, schema_dir: Path = SCHEMA_DIR) -> list[str]:
+def conversion_plan(url: str, schema_dirs: Sequence[Path] = (SCHEMA_DIR,)) -> list[str]:
     """What `migrate(url, timescaledb=True)` would convert on this database ([] when nothing: new or converted)."""
-    migrations = load_migrations(schema_dir)
+    migrations = load_migrations(*schema_dirs)
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:

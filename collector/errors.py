@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from edge.errors import ShopfloorError
+from core.errors import ShopfloorError
 
 # SQLSTATE classes that mean "try again later": connection exception, transaction rollback
 # (serialization failure, deadlock), insufficient resources, operator intervention (shutdown, cancel).

@@ -9,7 +9,6 @@ acknowledged so it never blocks the stream.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import queue
@@ -26,8 +25,8 @@ from paho.mqtt.properties import Properties
 
 from collector.errors import BatchRejectedError, TransientDbError
 from collector.writer import SampleWriter, WriteResult
-from edge.record import StatusEvent, check_row, decode_batch
-from edge.uplink import AckCallback, Outgoing, mqtt_client
+from core.mqtt import mqtt_client
+from core.record import StatusEvent, decode_batch
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,8 @@ class _Msg:
 
 
 class BatchProcessor:
-    """Decode, write and quarantine a group of uplink payloads; shared by the MQTT and in-process paths."""
+    """Decode, write and quarantine a group of uplink payloads: the one path for the MQTT consumer and for
+    single-node mode (the edge hands its payloads to `process` in the same process)."""
 
     def __init__(self, writer: SampleWriter, stats: IngestStats) -> None:
         self.writer = writer
@@ -226,40 +226,3 @@ class Collector:
             self.client.disconnect(properties=bye)
             self.client.loop_stop()
             self.writer.close()
-
-
-class DirectSink:
-    """Single-node mode: the edge hands batches straight to the writer in this process."""
-
-    def __init__(self, database_url: str) -> None:
-        self.stats = IngestStats()
-        self.writer = SampleWriter(database_url)
-        self.processor = BatchProcessor(self.writer, self.stats)
-        self.on_ack: AckCallback | None = None  # set by the Forwarder
-        self._lock = threading.Lock()
-
-    async def start(self) -> None:
-        return None
-
-    async def send(self, batch: Outgoing) -> bool:
-        try:
-            confirm = await asyncio.to_thread(self._write, batch)
-        except TransientDbError as exc:
-            log.warning("event=db_unavailable error=%r hint='samples stay in the edge buffer until PostgreSQL "
-                        "is back'", str(exc))
-            await asyncio.sleep(1.0)
-            return False
-        if self.on_ack is not None:
-            for ids in confirm.values():
-                self.on_ack(ids)
-        return True
-
-    def _write(self, batch: Outgoing) -> dict[str, list[int]]:
-        p = batch.pending
-        rows = [check_row(r) for part in p.sample_parts for r in json.loads(part)]
-        decoded = Decoded(batch.gateway_id, batch.batch_id, rows, p.events(), b"")
-        with self._lock:
-            return self.processor.write([decoded], [])
-
-    async def stop(self) -> None:
-        self.writer.close()

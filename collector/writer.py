@@ -14,7 +14,6 @@ import json
 import logging
 import struct
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -24,16 +23,15 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from collector.errors import BatchRejectedError, TransientDbError, is_transient
-from edge.record import Sample, StatusEvent
+from core.record import SAMPLE_COLUMNS, SAMPLE_TYPES, Sample, StatusEvent
+from core.times import EPOCH, from_us
 
 log = logging.getLogger(__name__)
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-COLUMNS = ("ts", "device_id", "tag", "value", "value_text", "quality", "status_code", "server_ts", "historical",
-           "gateway_id", "boot_epoch", "seq")
-TYPES = ["timestamptz", "text", "text", "float8", "text", "text", "int8", "timestamptz", "bool", "text", "int8", "int8"]
+COLUMNS = SAMPLE_COLUMNS  # the wire's field order (core.record.FIELDS): rows are COPYed as they were checked
+TYPES = list(SAMPLE_TYPES)
 _COLS = ", ".join(COLUMNS)
-_COPY_SAMPLES = f"COPY samples ({_COLS}) FROM STDIN (FORMAT BINARY)"
+COPY_SAMPLES = f"COPY samples ({_COLS}) FROM STDIN (FORMAT BINARY)"
 _COPY_STAGE = f"COPY samples_stage ({_COLS}) FROM STDIN (FORMAT BINARY)"
 _MERGE_STAGE = f"INSERT INTO samples ({_COLS}) SELECT {_COLS} FROM samples_stage ON CONFLICT DO NOTHING"
 _INSERT_EVENT = """INSERT INTO device_status (ts, device_id, state, reason, gateway_id)
@@ -51,14 +49,12 @@ class WriteResult:
     rejected: int = 0  # rows the database refused, now in `quarantine`
 
 
-def ts_from_us(ts_us: int) -> datetime:
-    """Integer microseconds since the Unix epoch → aware UTC datetime (exact, no float rounding)."""
-    return EPOCH + timedelta(microseconds=ts_us)
+ts_from_us = from_us  # integer epoch microseconds -> aware UTC datetime (core.times)
 
 
 def sample_rows(samples: list[Sample]) -> list[Row]:
     """Samples → tuples in COLUMNS order, times as integer microseconds (what record.check_row returns)."""
-    return [(s.ts_us, s.device_id, s.tag, s.value, s.text, s.quality.value, s.status, s.server_ts_us,
+    return [(s.device_id, s.tag, s.ts_us, s.value, s.text, s.quality.value, s.status, s.server_ts_us,
              s.historical, s.gateway_id, s.boot_epoch, s.seq) for s in samples]
 
 
@@ -148,7 +144,7 @@ class SampleWriter:
         try:
             try:
                 with conn.transaction():
-                    self._copy(conn, _COPY_SAMPLES, rows)
+                    self._copy(conn, COPY_SAMPLES, rows)
                     self._events(conn, events)
                 return WriteResult(len(rows), 0)
             except pg_errors.UniqueViolation:

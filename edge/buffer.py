@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.errors import ShopfloorError
-from edge.record import Sample, StatusEvent
+from core.errors import ShopfloorError
+from core.record import Sample, StatusEvent
 
 log = logging.getLogger(__name__)
 

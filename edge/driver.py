@@ -1,4 +1,4 @@
-"""The one driver interface. Lifecycle: __init__ (validate, no I/O) -> connect -> read* -> close.
+"""The one driver interface. Lifecycle: __init__(device, ctx) (validate, no I/O) -> connect -> read* -> close.
 
 - Per-tag device errors are data: a Modbus exception or an OPC UA Bad status comes back as a Sample
   with quality BAD and the raw status code.
@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from core.record import Sample
 from edge.errors import NotConnected
-from edge.record import Sample
 
-__all__ = ["Driver", "NotConnected", "StateListener"]
+__all__ = ["Driver", "DriverContext", "NotConnected", "StateListener"]
+
+
+@dataclass(frozen=True)
+class DriverContext:
+    """What the runtime gives every driver besides its device model."""
+
+    log: logging.Logger
+    config_dir: Path = field(default_factory=Path.cwd)  # folder of the plant file: relative paths resolve here
 
 # (connected, reason): a driver that learns of its device's state from the data itself (Sparkplug
 # NDEATH/NBIRTH) reports it here; transport state is reported by the runner.
@@ -28,7 +38,7 @@ class Driver(Protocol):
     poll_interval_s: float | None
     on_state: StateListener | None
 
-    def __init__(self, device: Any, log: logging.Logger) -> None: ...
+    def __init__(self, device: Any, ctx: DriverContext) -> None: ...
 
     async def connect(self) -> None: ...
 

@@ -8,20 +8,21 @@ and retried with capped exponential backoff; its connection changes become `devi
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import socket
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from core.plant import PlantConfig
+from core.record import Quality, Sample, StatusEvent, now_us
 from edge.buffer import StoreAndForward
-from edge.config import PlantConfig
+from edge.driver import DriverContext
 from edge.drivers import driver_class
 from edge.errors import NotConnected
-from edge.record import Quality, Sample, StatusEvent, now_us
 from edge.uplink import Forwarder, Sink
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,8 @@ class DeviceRunner:
         self.health = health
         self.backoff_max_s = backoff_max_s
         self.log = logging.getLogger(f"edge.device.{device.id}")
-        cls = driver_class(device.protocol)
-        extra = {"config_dir": config_dir} if "config_dir" in inspect.signature(cls).parameters else {}
-        self.driver = cls(device, self.log, **extra)
+        ctx = DriverContext(self.log, Path(config_dir) if config_dir else Path.cwd())
+        self.driver = driver_class(device.protocol)(device, ctx)
         self.driver.on_state = self._on_device_state
 
     def _set_state(self, connected: bool, reason: str) -> None:

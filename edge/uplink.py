@@ -18,13 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from core.mqtt import mqtt_client
+from core.record import encode_batch
 from edge.buffer import Pending, StoreAndForward
-from edge.record import encode_batch
 
 log = logging.getLogger(__name__)
 
@@ -138,21 +137,6 @@ class Forwarder:
         while time.monotonic() < deadline and (self._in_flight or self.buffer.queued_samples):
             self.wake()
             await asyncio.sleep(0.05)
-
-
-def mqtt_client(broker_url: str, client_id: str,
-                version: mqtt.MQTTProtocolVersion = mqtt.MQTTProtocolVersion.MQTTv5) -> tuple[mqtt.Client, str, int]:
-    """A paho 2.x client for mqtt://[user:pass@]host:port or mqtts://...; returns (client, host, port)."""
-    u = urlparse(broker_url)
-    if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not u.hostname:
-        raise ValueError(f"broker URL must be mqtt://host:1883 or mqtts://host:8883, got {broker_url!r}")
-    tls = u.scheme in ("mqtts", "ssl")
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=version)
-    if u.username:  # percent-decoded, so a password with @ : / % can be written as %40 %3A %2F %25
-        client.username_pw_set(unquote(u.username), unquote(u.password) if u.password is not None else None)
-    if tls:
-        client.tls_set()
-    return client, u.hostname, u.port or (8883 if tls else 1883)
 
 
 class MqttSink:

@@ -13,20 +13,14 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from edge.config import PlantConfig
+from core.plant import PlantConfig
+from core.times import from_us, to_us
+
+__all__ = ["BUCKETS", "BucketSet", "bucket_sets", "calendar", "day_buckets", "from_us", "hour_buckets",
+           "shift_buckets", "shift_intervals", "to_us", "window_start"]
 
 BUCKETS = ("hour", "shift", "day")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def to_us(dt: datetime) -> int:
-    """Aware datetime -> integer microseconds since the epoch (exact)."""
-    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(us: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(us))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from edge.config import Asset, PlantConfig
+from core.plant import Asset, PlantConfig
 from kpi.buckets import BucketSet, bucket_sets, calendar, day_buckets, from_us, to_us, window_start
 from kpi.compute import machine_elements
 from kpi.rollups import rollup

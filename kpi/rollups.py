@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from edge.config import PlantConfig
+from core.plant import PlantConfig
 from kpi import kernels as K
 from kpi.buckets import BucketSet, to_us
 from kpi.catalog import ELEMENTS

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from edge.config import Asset, PlantConfig
+from core.plant import Asset, PlantConfig
 from kpi.buckets import BucketSet, from_us
 from kpi.catalog import BY_ID, DEFINITION_VERSION
 from kpi.formulas import kpis_from_elements

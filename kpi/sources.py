@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from edge.config import Asset, PlantConfig
+from core.plant import Asset, PlantConfig
 from kpi.buckets import BucketSet, from_us, to_us
 from kpi.compute import COUNTERS, MachineInputs, Series
 from kpi.kernels import STATES
+from kpi.networking import reporting_matrix
 from kpi.statemodel import REDUCED_SPEED_WINDOW_S, micro_stop_s, reduced_speed_ratio, state_max_hold_s
 
 _US = "(extract(epoch FROM ts) * 1000000)::bigint"
@@ -83,18 +84,8 @@ def state_codes(values: np.ndarray, texts: list[str | None], mapping: Mapping[in
 
 
 def read_networked(conn: psycopg.Connection[Any], device: str, b: BucketSet) -> np.ndarray:
-    """1.0 for each bucket in which the device delivered at least one good sample, else 0.0."""
-    if not len(b):
-        return np.zeros(0)
-    rows = conn.execute(
-        """SELECT i FROM unnest(%s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS w(s, e, i)
-           WHERE EXISTS (SELECT 1 FROM samples WHERE device_id = %s AND quality = 'good'
-                          AND ts >= w.s AND ts < w.e)""",
-        ([from_us(x) for x in b.starts], [from_us(x) for x in b.ends], device)).fetchall()
-    out = np.zeros(len(b))
-    for (i,) in rows:
-        out[int(i) - 1] = 1.0
-    return out
+    """1.0 for each bucket in which the device was reporting (kpi.networking.reporting_matrix), else 0.0."""
+    return reporting_matrix(conn, [device], b.starts, b.ends)[device].astype(np.float64)
 
 
 def read_disconnects(conn: psycopg.Connection[Any], device: str, start: datetime, end: datetime) -> np.ndarray:

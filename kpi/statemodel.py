@@ -5,8 +5,8 @@
   six-big-losses reading: an idle/down stop between two running samples that lasts less than the threshold is
   a micro-stop, counted inside APT (so it lowers effectiveness, not availability) and reported as the elements
   micro_stop_time_s / micro_stop_count; it is not a failure event.
-- state_max_hold_s: how long a state sample stays in force without a newer one. A polled tag is re-read every
-  poll, so a sample older than STALE_POLLS polls (at least STALE_MIN_S) means the data stopped: the time after
+- state_max_hold_s: how long a state sample stays in force without a newer one. A polled tag (as its device
+  model declares: PlantConfig.signal(...).polled) is re-read every poll, so a sample older than STALE_POLLS polls (at least STALE_MIN_S) means the data stopped: the time after
   it is unknown (no_data_time_s). Tags reported by exception (OPC UA subscriptions, MQTT, Sparkplug) may
   legitimately hold a state for hours: no limit there; their outages come from `device_status`.
 - reduced_speed_ratio: `kpi.reduced_speed_ratio` (plant-wide). 0 (the default) turns the reduced-speed loss off.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.config import Asset, PlantConfig
+from core.plant import Asset, PlantConfig
 
 STALE_POLLS = 10
 STALE_MIN_S = 30.0
@@ -39,16 +39,10 @@ def reduced_speed_ratio(cfg: PlantConfig, machine: Asset) -> float:
 
 def state_max_hold_s(cfg: PlantConfig, machine: Asset) -> float:
     """Seconds a state sample holds at most (0 = until the next sample or disconnect)."""
-    if machine.device is None or machine.signals is None or machine.signals.state is None:
+    sig = cfg.signal(machine.id, "state")
+    if sig is None or not sig.polled:
         return 0.0
-    dev = next((d for d in cfg.devices if d.id == machine.device), None)
-    if dev is None:
-        return 0.0
-    polled = dev.protocol == "modbus"
-    if dev.protocol == "opcua":
-        tag = next((t for t in dev.tags if t.name == machine.signals.state.tag), None)
-        polled = tag is not None and getattr(tag, "mode", "subscribe") == "poll"
-    return max(STALE_POLLS * dev.poll_interval_s, STALE_MIN_S) if polled else 0.0
+    return max(STALE_POLLS * sig.poll_interval_s, STALE_MIN_S)
 
 
 def with_disconnects(ts: np.ndarray, codes: np.ndarray, disconnects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

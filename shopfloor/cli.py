@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edge.errors import ShopfloorError
+from core.errors import ShopfloorError
 
 app = typer.Typer(help="Shop-floor data collector and KPI engine: PLCs -> edge -> collector -> KPIs.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -59,7 +59,7 @@ def need(value: Any, flag: str, env: str) -> Any:
 
 
 def load(config: Path | None) -> Any:
-    from edge.config import load_config
+    from core.config import load_config
 
     return load_config(need(config, "--config", "SHOPFLOOR_CONFIG"))
 
@@ -111,11 +111,12 @@ def db_migrate(database_url: DbOpt = None,
                config: ConfigOpt = None) -> None:
     """Create or upgrade the schema (hypertables where TimescaleDB exists, plain tables otherwise)."""
     from collector.db import conversion_plan, migrate, sync_assets
+    from shopfloor.stages import schema_dirs
 
     url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
     cfg = load(config) if config is not None else None
     if timescaledb:
-        plan = conversion_plan(url)
+        plan = conversion_plan(url, schema_dirs())
         if plan:
             for line in plan:
                 typer.echo(line)
@@ -125,7 +126,7 @@ def db_migrate(database_url: DbOpt = None,
                                "pass --yes to convert", 2)
                 if not typer.confirm("convert now?", default=False):
                     raise fail("conversion cancelled; nothing changed", 1)
-    report = migrate(url, timescaledb=True if timescaledb else None, log=typer.echo,
+    report = migrate(url, timescaledb=True if timescaledb else None, log=typer.echo, schema_dirs=schema_dirs(),
                      retention_days=cfg.plant.retention_days if cfg is not None else None)
     typer.echo(str(report))
     if cfg is not None:
@@ -179,17 +180,9 @@ def edge_run(ctx: typer.Context, config: ConfigOpt = None, broker_url: BrokerOpt
     if broker_url:
         sink: Any = MqttSink(broker_url, gateway_id or cfg.edge.gateway_id or _hostname(), cfg.edge.uplink_topic_prefix)
     elif database_url:
-        from collector.db import migrate, sync_assets
-        from collector.ingest import DirectSink
+        from shopfloor.wiring import single_node
 
-        migrate(database_url, log=lambda m: logging.getLogger("collector").info("%s", m))
-        _sync(database_url, cfg, sync_assets)
-        from collector.service import housekeeping
-
-        sink = DirectSink(database_url)
-        hk_stop = threading.Event()
-        threading.Thread(target=housekeeping, args=(database_url, cfg, hk_stop), daemon=True,
-                         name="housekeeping").start()
+        sink = single_node(database_url, cfg, threading.Event())
     else:
         raise fail("give --broker-url (publish to the uplink) or --database-url (single-node mode)", 2)
     edge = Edge(cfg, sink, buffer_path=buffer, gateway_id=gateway_id, config_dir=str(Path(str(config)).parent))
@@ -200,13 +193,6 @@ def _hostname() -> str:
     import socket
 
     return socket.gethostname()
-
-
-def _sync(url: str, cfg: Any, sync_assets: Any) -> None:
-    import psycopg
-
-    with psycopg.connect(url) as conn:
-        sync_assets(conn, cfg)
 
 
 @edge_app.command("browse")
@@ -231,13 +217,11 @@ def collector_run(ctx: typer.Context, config: ConfigOpt = None, database_url: Db
     setup_logging(log_level)
     url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
     broker = need(broker_url, "--broker-url", "SHOPFLOOR_BROKER_URL")
-    from collector.db import migrate, sync_assets
     from collector.service import run_collector
+    from shopfloor.wiring import prepare_database
 
     cfg = load(config) if config else None
-    migrate(url, log=lambda m: logging.getLogger("collector").info("%s", m))
-    if cfg is not None:
-        _sync(url, cfg, sync_assets)
+    prepare_database(url, cfg)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -255,7 +239,7 @@ def collector_status(config: ConfigOpt = None, database_url: DbOpt = None,
 
     import psycopg
 
-    from collector.networking import format_status, networking_rate
+    from kpi.networking import format_status, networking_rate
 
     cfg = load(config)
     url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
@@ -349,7 +333,7 @@ def simulate(modbus: Annotated[int, typer.Option(help="Machines behind the Modbu
     setup_logging(log_level)
     from urllib.parse import urlparse
 
-    from edge.simulator.factory import Factory, FactoryPlan
+    from simulator.factory import Factory, FactoryPlan
 
     b = urlparse(broker_url or "mqtt://127.0.0.1:1883")
     plan = FactoryPlan(modbus=modbus, opcua=opcua, mqtt=mqtt, sparkplug=sparkplug, seed=seed, speed=speed,

@@ -30,7 +30,6 @@ Where to look:
     shopfloor collector status --config {cfg_path} --database-url '{url}' --watch 5
   raw data:  psql '{url}' -c 'SELECT * FROM samples ORDER BY ts DESC LIMIT 20'
   KPIs:      psql '{url}' -c "SELECT * FROM kpi_values WHERE kpi='oee' ORDER BY bucket_start DESC LIMIT 20"
-  dashboard: not built yet (the API issue comes after this one); KPIs are in the kpi_values table.
 Press Ctrl-C to stop.
 """
 
@@ -45,12 +44,11 @@ def _status_line(edge: Any, sink: Any) -> str:
 
 
 def run_demo(database_url: str | None, broker_url: str | None, workdir: Path, duration_s: float, speed: float) -> None:
-    from collector.db import migrate, sync_assets
-    from collector.ingest import DirectSink
-    from collector.networking import format_status, networking_rate
-    from edge.config import load_config
+    from core.config import load_config
     from edge.runner import Edge
-    from edge.simulator.factory import Factory, FactoryPlan
+    from kpi.networking import format_status, networking_rate
+    from shopfloor.wiring import single_node
+    from simulator.factory import Factory, FactoryPlan
 
     workdir.mkdir(parents=True, exist_ok=True)
     pg = None
@@ -80,11 +78,8 @@ def run_demo(database_url: str | None, broker_url: str | None, workdir: Path, du
 
     cfg_path.write_text(yaml.safe_dump(doc, sort_keys=False))
     cfg = load_config(cfg_path)
-    migrate(database_url, log=lambda m: None)
-    with psycopg.connect(database_url) as conn:
-        sync_assets(conn, cfg)
-
     stop_threads = threading.Event()
+    sink = single_node(database_url, cfg, stop_threads, log_line=lambda m: None)
     kpi_thread = None
     try:
         from kpi.job import run_forever
@@ -100,7 +95,6 @@ def run_demo(database_url: str | None, broker_url: str | None, workdir: Path, du
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await factory.start()
-        sink = DirectSink(database_url)
         edge = Edge(cfg, sink)
         edge_task = asyncio.create_task(edge.run(stop))
         if kpi_thread is not None:

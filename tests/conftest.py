@@ -93,8 +93,9 @@ def empty_db(db_flavor: str) -> Iterator[str]:
 def db(empty_db: str) -> str:
     """A fresh database with the shopfloor schema migrated."""
     from collector.db import migrate
+    from shopfloor.stages import schema_dirs
 
-    migrate(empty_db)
+    migrate(empty_db, log=lambda _: None, schema_dirs=schema_dirs())
     return empty_db
 
 

@@ -9,8 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from core.record import Sample, StatusEvent
 from edge.buffer import StoreAndForward
-from edge.record import Sample, StatusEvent
 
 
 def samples(n: int, start: int = 0) -> list[Sample]:
@@ -66,7 +66,7 @@ def test_survives_kill_9(tmp_path: Path) -> None:
         import os, signal, sys
         sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
         from edge.buffer import StoreAndForward
-        from edge.record import Sample
+        from core.record import Sample
         b = StoreAndForward({str(path)!r}, "gw")
         for i in range(100):
             b.add([Sample("dev", "t", 1_700_000_000_000_000 + i, float(i))])

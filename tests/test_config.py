@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import parse_config, parse_modicon
-from edge.errors import ConfigError
+from core.config import parse_config
+from core.errors import ConfigError
+from edge.drivers.modbus.config import parse_modicon
 
 CONTRACT = Path(__file__).resolve().parents[1].parent / "shared" / "examples" / "plant-contract.yaml"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plant.yaml"

@@ -10,7 +10,8 @@ import pytest
 
 from collector.db import db_info, format_db_info, load_migrations, migrate, sync_assets
 from collector.errors import MigrationError
-from edge.config import parse_config
+from core.config import parse_config
+from shopfloor.stages import schema_dirs
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +79,7 @@ def test_variant_files_apply_only_on_their_path(empty_db: str, tmp_path: Path) -
     (tmp_path / "001_a.sql").write_text("CREATE TABLE a (x int);")
     (tmp_path / "002_b.plain.sql").write_text("CREATE TABLE b_plain (x int);")
     (tmp_path / "003_c.timescaledb.sql").write_text("CREATE TABLE c_ts (x int);")
-    report = migrate(empty_db, log=lambda _: None, schema_dir=tmp_path)
+    report = migrate(empty_db, log=lambda _: None, schema_dirs=[tmp_path])
     expected = ["001_a.sql", "003_c.timescaledb.sql"] if report.path == "timescaledb" else ["001_a.sql", "002_b.plain.sql"]
     assert report.applied == expected
 
@@ -96,14 +97,14 @@ def test_plain_database_converts_to_hypertables_keeping_rows(db: str) -> None:
         c.execute("INSERT INTO samples (ts, device_id, tag, value) "
                   "SELECT now() - make_interval(hours => g), 'd', 't', g FROM generate_series(1, 100) g")
     said: list[str] = []
-    report = migrate(db, timescaledb=True, log=said.append)
+    report = migrate(db, timescaledb=True, log=said.append, schema_dirs=schema_dirs())
     assert report.path == "timescaledb"
     assert "002_samples.timescaledb.sql" in report.converted
     assert any("converting" in line for line in said)
     assert {"samples", "device_status"} <= _hypertables(db)
     with psycopg.connect(db) as c:
         assert c.execute("SELECT count(*) FROM samples").fetchone() == (100,)
-    assert migrate(db, log=lambda _: None).converted == []
+    assert migrate(db, log=lambda _: None, schema_dirs=schema_dirs()).converted == []
 
 
 @pytest.mark.timescaledb_only

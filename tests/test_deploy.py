@@ -370,7 +370,7 @@ def test_dockerfile_is_slim_non_root_and_copies_every_package() -> None:
     users = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert 'ENTRYPOINT ["shopfloor"]' in lines
-    assert any(re.search(r"pip install \.(\s|$)", ln) for ln in lines)
+    assert any(re.search(r"pip install '?\.(\[all\])?'?(\s|$)", ln) for ln in lines)
     copied = []
     for ln in lines:
         if ln.startswith("COPY "):

@@ -10,15 +10,16 @@ from typing import Any
 import pytest
 import yaml
 
-from edge.config import PlantConfig, parse_config
-from edge.record import Sample, StatusEvent
+from core.config import parse_config
+from core.plant import PlantConfig
+from core.record import Sample, StatusEvent
 from edge.runner import Edge
-from edge.simulator.machine import Machine, MachineSpec
-from edge.simulator.modbus_server import ModbusPlc
-from edge.simulator.modbus_server import device_config as modbus_devices
-from edge.simulator.opcua_server import OpcUaPlc
-from edge.simulator.opcua_server import device_config as opcua_devices
 from edge.uplink import Outgoing
+from simulator.machine import Machine, MachineSpec
+from simulator.modbus_server import ModbusPlc
+from simulator.modbus_server import device_config as modbus_devices
+from simulator.opcua_server import OpcUaPlc
+from simulator.opcua_server import device_config as opcua_devices
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -105,7 +106,7 @@ def test_opcua_server_restart_resubscribes_without_manual_step(tmp_path: Path) -
     sink = ListSink()
 
     async def main() -> None:
-        from edge.record import now_us
+        from core.record import now_us
 
         plc = OpcUaPlc([machine], "127.0.0.1", port)
         await plc.start()

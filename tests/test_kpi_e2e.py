@@ -25,13 +25,14 @@ import psycopg
 import pytest
 import yaml
 
-from collector.ingest import DirectSink
-from edge.config import PlantConfig, parse_config
+from core.config import parse_config
+from core.plant import PlantConfig
 from edge.runner import Edge
-from edge.simulator.factory import Factory, FactoryPlan
-from edge.simulator.machine import POWER_KW, Machine
 from kpi.buckets import from_us, to_us
 from kpi.job import backfill
+from shopfloor.wiring import InProcessSink
+from simulator.factory import Factory, FactoryPlan
+from simulator.machine import POWER_KW, Machine
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -109,7 +110,7 @@ def test_kpis_from_simulated_factory_match_ground_truth(db: str, tmp_path: Path)
     async def main() -> None:
         await factory.start()
         stop = asyncio.Event()
-        edge = Edge(cfg, DirectSink(db))
+        edge = Edge(cfg, InProcessSink(db))
         task = asyncio.create_task(edge.run(stop))
         await asyncio.sleep(RUN_S)
         stop.set()  # the edge stops (and drains its buffer) while the PLCs still answer

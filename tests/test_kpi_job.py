@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from edge.config import PlantConfig, parse_config
+from core.config import parse_config
+from core.plant import PlantConfig
 from kpi.job import backfill, run_once
 
 pytestmark = pytest.mark.integration

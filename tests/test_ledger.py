@@ -10,13 +10,14 @@ import pytest
 
 from collector.ledger import GENESIS, canonical_line, entry_hash, ledger_entries, seal_hours, verify_chain
 from collector.writer import SampleWriter
-from edge.record import Quality, Sample
+from core.record import Quality, Sample
+from core.times import to_us
 
 H0 = datetime(2024, 3, 1, 8, tzinfo=UTC)
 
 
 def us(dt: datetime) -> int:
-    return int((dt - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+    return to_us(dt)
 
 
 def test_canonical_line_is_exact() -> None:

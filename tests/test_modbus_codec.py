@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from edge.config import ModbusTag
 from edge.drivers.modbus.codec import (
     MAX_REGISTERS,
     Block,
@@ -19,6 +18,7 @@ from edge.drivers.modbus.codec import (
     plan_blocks,
     registers_to_bytes,
 )
+from edge.drivers.modbus.config import ModbusTag
 
 
 def tag(name: str = "t", address: Any = 40001, **kw: Any) -> ModbusTag:

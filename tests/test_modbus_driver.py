@@ -13,16 +13,20 @@ from typing import Any
 import pytest
 import yaml
 
-from edge.config import ModbusDevice, parse_config
+from core.config import parse_config
+from core.errors import ConfigError
+from core.record import Quality, Sample, now_us
+from edge.driver import DriverContext
 from edge.drivers import driver_class
 from edge.drivers.modbus import ModbusDriver
+from edge.drivers.modbus.config import ModbusDevice
 from edge.drivers.modbus.driver import serial_options
-from edge.errors import ConfigError, NotConnected
-from edge.record import Quality, Sample, now_us
-from edge.simulator.machine import Machine, MachineSpec
-from edge.simulator.modbus_server import LAYOUT, ModbusPlc, device_config, signals_config
+from edge.errors import NotConnected
+from simulator.machine import Machine, MachineSpec
+from simulator.modbus_server import LAYOUT, ModbusPlc, device_config, signals_config
 
 LOG = logging.getLogger("test.modbus")
+CTX = DriverContext(LOG)
 FOLDER = Path(__file__).resolve().parents[1] / "edge" / "drivers" / "modbus"
 
 
@@ -78,7 +82,7 @@ def assert_matches(samples: list[Sample], expected: dict[str, Any]) -> None:
 
 def test_registry_finds_the_driver_and_init_does_no_io() -> None:
     assert driver_class("modbus") is ModbusDriver
-    drv = ModbusDriver(device(1), LOG)  # port 1: nothing listens, and nothing is tried
+    drv = ModbusDriver(device(1), CTX)  # port 1: nothing listens, and nothing is tried
     assert drv.kind == "modbus" and drv.poll_interval_s == 1.0 and drv.on_state is None
     assert len(drv.blocks) == 4 < len(LAYOUT)
 
@@ -145,7 +149,7 @@ def test_missing_serial_port_raises_not_connected() -> None:
         "endpoint": "rtu:///dev/tty-shopfloor-missing?baudrate=19200",
         "tags": [{"name": "counter", "address": 40001}],
     }
-    drv = ModbusDriver(ModbusDevice.model_validate(cfg), LOG)
+    drv = ModbusDriver(ModbusDevice.model_validate(cfg), CTX)
 
     async def main() -> None:
         with pytest.raises(NotConnected, match="tty-shopfloor-missing"):
@@ -156,7 +160,7 @@ def test_missing_serial_port_raises_not_connected() -> None:
 
 
 def test_nothing_listening_raises_not_connected(port: int) -> None:
-    drv = ModbusDriver(device(port), LOG)
+    drv = ModbusDriver(device(port), CTX)
 
     async def main() -> None:
         with pytest.raises(NotConnected):
@@ -176,7 +180,7 @@ def test_nothing_listening_raises_not_connected(port: int) -> None:
 def test_reads_every_layout_tag_as_the_plc_shows_it(port: int) -> None:
     async def body(plc: ModbusPlc) -> None:
         for index in (0, 1):  # machine i answers as unit i + 1
-            drv = ModbusDriver(device(port, index), LOG)
+            drv = ModbusDriver(device(port, index), CTX)
             await drv.connect()
             before = now_us()
             samples = await drv.read()
@@ -195,7 +199,7 @@ def test_reads_every_layout_tag_as_the_plc_shows_it(port: int) -> None:
 @pytest.mark.integration
 def test_values_follow_the_machine_between_polls(port: int) -> None:
     async def body(plc: ModbusPlc) -> None:
-        drv = ModbusDriver(device(port), LOG)
+        drv = ModbusDriver(device(port), CTX)
         await drv.connect()
         first = by_tag(await drv.read())["parts_total"].value
         plc.machines[0].advance_to(plc.machines[0].t_us + 2_000_000)
@@ -211,7 +215,7 @@ def test_values_follow_the_machine_between_polls(port: int) -> None:
 @pytest.mark.integration
 def test_block_plan_sends_fewer_requests_than_tags(port: int) -> None:
     async def body(plc: ModbusPlc) -> None:
-        drv = ModbusDriver(device(port), LOG)
+        drv = ModbusDriver(device(port), CTX)
         await drv.connect()
         before = plc.requests
         samples = await drv.read()
@@ -225,7 +229,7 @@ def test_block_plan_sends_fewer_requests_than_tags(port: int) -> None:
 @pytest.mark.integration
 def test_exception_response_gives_bad_samples_and_the_next_poll_recovers(port: int) -> None:
     async def body(plc: ModbusPlc) -> None:
-        drv = ModbusDriver(device(port), LOG)
+        drv = ModbusDriver(device(port), CTX)
         await drv.connect()
         plc.fail_mode = "exception"
         bad = await drv.read()
@@ -243,7 +247,7 @@ def test_illegal_address_spoils_only_its_own_block(port: int) -> None:
     extra = copy.deepcopy(LAYOUT) + [{"name": "missing", "address": 40201, "type": "uint16"}]
 
     async def body(plc: ModbusPlc) -> None:
-        drv = ModbusDriver(device(port, tags=extra), LOG)
+        drv = ModbusDriver(device(port, tags=extra), CTX)
         await drv.connect()
         got = by_tag(await drv.read())
         assert got["missing"].quality is Quality.BAD and got["missing"].status == 2  # ILLEGAL DATA ADDRESS
@@ -259,7 +263,7 @@ def test_nan_register_value_is_bad_quality(port: int) -> None:
 
     async def body(plc: ModbusPlc) -> None:
         plc.force(0, "holding", 35, [0x7FC0, 0x0000])  # quiet NaN
-        drv = ModbusDriver(device(port, tags=tags), LOG)
+        drv = ModbusDriver(device(port, tags=tags), CTX)
         await drv.connect()
         got = by_tag(await drv.read())
         assert got["broken"].quality is Quality.BAD and got["broken"].value is None
@@ -274,7 +278,7 @@ def test_nan_register_value_is_bad_quality(port: int) -> None:
 @pytest.mark.integration
 def test_silent_plc_times_out_as_not_connected(port: int) -> None:
     async def body(plc: ModbusPlc) -> None:
-        drv = ModbusDriver(device(port), LOG)
+        drv = ModbusDriver(device(port), CTX)
         await drv.connect()
         plc.fail_mode = "silent"
         t0 = time.monotonic()
@@ -292,7 +296,7 @@ def test_silent_plc_times_out_as_not_connected(port: int) -> None:
 @pytest.mark.integration
 def test_server_stop_raises_not_connected_and_restart_resumes(port: int) -> None:
     async def body(plc: ModbusPlc) -> None:
-        drv = ModbusDriver(device(port), LOG)
+        drv = ModbusDriver(device(port), CTX)
         await drv.connect()
         assert_matches(await drv.read(), plc.expected(0))
         await plc.stop()
@@ -321,4 +325,4 @@ def test_a_tag_past_the_address_space_is_a_config_error() -> None:
         "tags": [{"name": "x", "address": {"table": "holding", "offset": 65535}, "type": "uint32"}],
     }
     with pytest.raises(ConfigError, match="past 65535"):
-        ModbusDriver(ModbusDevice.model_validate(cfg), LOG)
+        ModbusDriver(ModbusDevice.model_validate(cfg), CTX)

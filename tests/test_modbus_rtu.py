@@ -35,14 +35,16 @@ from pathlib import Path
 import pytest
 from pymodbus.client import AsyncModbusSerialClient
 
-from edge.config import ModbusDevice
+from edge.driver import DriverContext
 from edge.drivers.modbus import ModbusDriver
+from edge.drivers.modbus.config import ModbusDevice
 from edge.drivers.modbus.serial_line import open_lines
 from edge.errors import NotConnected
-from edge.simulator.modbus_server import ModbusPlc, device_config
+from simulator.modbus_server import ModbusPlc, device_config
 from tests.test_modbus_driver import assert_matches, by_tag, machines
 
 LOG = logging.getLogger("test.modbus.rtu")
+CTX = DriverContext(LOG)
 SOCAT = shutil.which("socat")
 BAUD = 19200
 
@@ -150,7 +152,7 @@ def with_rtu_plc(ln: Line, body: Callable[[ModbusPlc], Awaitable[None]], n: int 
 def test_reads_every_layout_tag_over_rtu_as_the_machine_shows_it(line: Line) -> None:
     async def body(plc: ModbusPlc) -> None:
         for index in (0, 1):  # two units on one line, polled one after the other
-            drv = ModbusDriver(rtu_device(line, index), LOG)
+            drv = ModbusDriver(rtu_device(line, index), CTX)
             await drv.connect()
             before = plc.requests
             samples = await drv.read()
@@ -161,7 +163,7 @@ def test_reads_every_layout_tag_over_rtu_as_the_machine_shows_it(line: Line) -> 
             await drv.close()
         assert plc.expected(0)["parts_total"] != plc.expected(1)["parts_total"]
 
-        drv = ModbusDriver(rtu_device(line, 0), LOG)
+        drv = ModbusDriver(rtu_device(line, 0), CTX)
         await drv.connect()
         first = by_tag(await drv.read())["parts_total"].value
         plc.machines[0].advance_to(plc.machines[0].t_us + 2_000_000)
@@ -176,7 +178,7 @@ def test_reads_every_layout_tag_over_rtu_as_the_machine_shows_it(line: Line) -> 
 
 def test_wrong_unit_id_gets_no_answer_and_is_not_connected(line: Line) -> None:
     async def body(plc: ModbusPlc) -> None:
-        wrong = ModbusDriver(rtu_device(line, 0, unit_id=9), LOG)
+        wrong = ModbusDriver(rtu_device(line, 0, unit_id=9), CTX)
         await wrong.connect()  # opening the port works: nothing on a serial line says who is there
         before = plc.requests
         t0 = time.monotonic()
@@ -188,7 +190,7 @@ def test_wrong_unit_id_gets_no_answer_and_is_not_connected(line: Line) -> None:
             await wrong.read()
         await wrong.close()
 
-        right = ModbusDriver(rtu_device(line, 0), LOG)  # the line is usable again once the port is free
+        right = ModbusDriver(rtu_device(line, 0), CTX)  # the line is usable again once the port is free
         await right.connect()
         assert_matches(await right.read(), plc.expected(0))
         await right.close()
@@ -198,7 +200,7 @@ def test_wrong_unit_id_gets_no_answer_and_is_not_connected(line: Line) -> None:
 
 def test_plc_closing_its_end_is_not_connected_and_reads_resume(line: Line) -> None:
     async def body(plc: ModbusPlc) -> None:
-        drv = ModbusDriver(rtu_device(line, 0), LOG)
+        drv = ModbusDriver(rtu_device(line, 0), CTX)
         await drv.connect()
         assert_matches(await drv.read(), plc.expected(0))
         await plc.stop()
@@ -220,7 +222,7 @@ def test_plc_closing_its_end_is_not_connected_and_reads_resume(line: Line) -> No
 
 def test_line_disappearing_is_not_connected_and_reconnect_names_the_port(line: Line) -> None:
     async def body(plc: ModbusPlc) -> None:
-        drv = ModbusDriver(rtu_device(line, 0), LOG)
+        drv = ModbusDriver(rtu_device(line, 0), CTX)
         await drv.connect()
         assert_matches(await drv.read(), plc.expected(0))
         line.cut()
@@ -239,7 +241,7 @@ def test_line_disappearing_is_not_connected_and_reconnect_names_the_port(line: L
 
 def test_line_disappearing_disconnects_every_entry_on_it(line: Line) -> None:
     async def body(plc: ModbusPlc) -> None:
-        drivers = [ModbusDriver(rtu_device(line, k), LOG) for k in (0, 1)]
+        drivers = [ModbusDriver(rtu_device(line, k), CTX) for k in (0, 1)]
         for drv in drivers:
             await drv.connect()
             await drv.read()
@@ -261,7 +263,7 @@ def test_line_disappearing_disconnects_every_entry_on_it(line: Line) -> None:
 
 def test_units_on_one_line_share_the_port_and_read_concurrently(line: Line) -> None:
     async def body(plc: ModbusPlc) -> None:
-        first, second = (ModbusDriver(rtu_device(line, k), LOG) for k in (0, 1))
+        first, second = (ModbusDriver(rtu_device(line, k), CTX) for k in (0, 1))
         await first.connect()
         await second.connect()  # the same port: joins the open client instead of "in use"
         assert open_lines() == {os.path.realpath(line.edge_end): 2}
@@ -290,8 +292,8 @@ def test_units_on_one_line_share_the_port_and_read_concurrently(line: Line) -> N
 
 def test_a_silent_unit_is_not_connected_alone_while_the_others_keep_reading(line: Line) -> None:
     async def body(plc: ModbusPlc) -> None:
-        good = [ModbusDriver(rtu_device(line, k), LOG) for k in (0, 1)]
-        wrong = ModbusDriver(rtu_device(line, 0, unit_id=9, timeout_s=0.3), LOG)
+        good = [ModbusDriver(rtu_device(line, k), CTX) for k in (0, 1)]
+        wrong = ModbusDriver(rtu_device(line, 0, unit_id=9, timeout_s=0.3), CTX)
         for drv in (*good, wrong):
             await drv.connect()
         assert open_lines() == {os.path.realpath(line.edge_end): 3}
@@ -320,8 +322,8 @@ def test_a_silent_unit_is_not_connected_alone_while_the_others_keep_reading(line
 
 def test_entries_on_one_port_must_agree_on_the_line_settings(line: Line) -> None:
     async def body(plc: ModbusPlc) -> None:
-        first = ModbusDriver(rtu_device(line, 0), LOG)
-        slow = ModbusDriver(rtu_device(line, 1, baud=9600), LOG)
+        first = ModbusDriver(rtu_device(line, 0), CTX)
+        slow = ModbusDriver(rtu_device(line, 1, baud=9600), CTX)
         await first.connect()
         conflict = r"configuration conflict.*9600 8N1 but press-00-plc use 19200 8N1"
         with pytest.raises(NotConnected, match=conflict):
@@ -339,7 +341,7 @@ def test_port_held_by_another_program_says_the_port_is_in_use(line: Line) -> Non
     async def body(plc: ModbusPlc) -> None:
         other = await other_program(line)
         assert other is not None
-        drv = ModbusDriver(rtu_device(line, 0), LOG)
+        drv = ModbusDriver(rtu_device(line, 0), CTX)
         in_use = f"cannot open rtu://{line.edge_end}.*in use by another program"
         with pytest.raises(NotConnected, match=in_use):
             await drv.connect()

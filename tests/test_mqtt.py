@@ -14,15 +14,18 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.config import MqttDevice
+from core.errors import ConfigError
+from core.record import Quality, Sample
+from edge.driver import DriverContext
 from edge.drivers import driver_class
 from edge.drivers.mqtt import MqttDriver
+from edge.drivers.mqtt.config import MqttDevice
 from edge.drivers.mqtt.driver import parse_timestamp_us
-from edge.drivers.mqtt.session import Message
-from edge.errors import ConfigError, NotConnected
-from edge.record import Quality, Sample
+from edge.errors import NotConnected
+from edge.mqtt_session import Message
 
 LOG = logging.getLogger("test.mqtt")
+CTX = DriverContext(LOG)
 
 
 def make_device(endpoint: str, tags: list[dict[str, Any]], **kw: Any) -> MqttDevice:
@@ -76,7 +79,7 @@ def test_bad_payloads_become_bad_samples_with_the_reason() -> None:
         {"name": "count", "topic": "plant/+/telemetry", "json_path": "$.count"},
         {"name": "load", "topic": "plant/+/telemetry", "json_path": "$.axes[1].load"},
     ])
-    d = MqttDriver(dev, LOG)
+    d = MqttDriver(dev, CTX)
     broken = d.decode(Message("plant/m1/telemetry", b"{oops", 42))
     assert [(s.tag, s.quality, s.value, s.ts_us) for s in broken] == [
         ("count", Quality.BAD, None, 42), ("load", Quality.BAD, None, 42)]
@@ -93,7 +96,7 @@ def test_missing_password_env_is_a_config_error(monkeypatch: pytest.MonkeyPatch)
     dev = make_device("mqtts://127.0.0.1:8883", [{"name": "x", "topic": "a/b"}], username="gw",
                       password_env="SF_TEST_MQTT_PASSWORD")
     with pytest.raises(ConfigError, match="SF_TEST_MQTT_PASSWORD"):
-        MqttDriver(dev, LOG)
+        MqttDriver(dev, CTX)
 
 
 def test_registry_finds_the_driver() -> None:
@@ -108,7 +111,7 @@ def test_connection_refused_raises_not_connected() -> None:
     dev = make_device(f"mqtt://127.0.0.1:{unused}", [{"name": "x", "topic": "a/b"}], timeout_s=2)
 
     async def main() -> None:
-        d = MqttDriver(dev, LOG)
+        d = MqttDriver(dev, CTX)
         with pytest.raises(NotConnected, match="cannot reach broker"):
             await d.connect()
         await d.close()
@@ -132,7 +135,7 @@ def test_wildcard_topics_and_array_paths_map_to_tags(broker: tuple[str, int], ve
     ], mqtt_version=version)
 
     async def main() -> list[Sample]:
-        d = MqttDriver(dev, LOG)
+        d = MqttDriver(dev, CTX)
         await d.connect()
         pub = Publisher(host, port)
         try:
@@ -166,7 +169,7 @@ def test_malformed_payload_gives_bad_sample_and_good_data_follows(broker: tuple[
         {"name": "count", "topic": "bad1/m/telemetry", "json_path": "$.count", "timestamp_path": "$.ts"}])
 
     async def main() -> list[Sample]:
-        d = MqttDriver(dev, LOG)
+        d = MqttDriver(dev, CTX)
         await d.connect()
         pub = Publisher(host, port)
         try:
@@ -193,7 +196,7 @@ def test_lost_connection_raises_not_connected(broker: tuple[str, int]) -> None:
     dev = make_device(f"mqtt://{host}:{port}", [{"name": "x", "topic": "lost/x"}])
 
     async def main() -> None:
-        d = MqttDriver(dev, LOG)
+        d = MqttDriver(dev, CTX)
         await d.connect()
         assert d._session is not None
         # A second client with the same id takes the session over: the broker drops ours.
@@ -217,9 +220,9 @@ def test_lost_connection_raises_not_connected(broker: tuple[str, int]) -> None:
 
 @pytest.mark.integration
 def test_simulated_json_machines_read_back_with_source_timestamps(broker: tuple[str, int]) -> None:
-    from edge.config import Signals
-    from edge.simulator.machine import Machine, MachineSpec
-    from edge.simulator.mqtt_publisher import TAGS, MqttMachinePublisher, device_config, signals_config
+    from core.plant import Signals
+    from simulator.machine import Machine, MachineSpec
+    from simulator.mqtt_publisher import TAGS, MqttMachinePublisher, device_config, signals_config
 
     host, port = broker
     t0 = 1_700_000_000_000_000
@@ -234,7 +237,7 @@ def test_simulated_json_machines_read_back_with_source_timestamps(broker: tuple[
     pub.start()
 
     async def main() -> list[Sample]:
-        d = MqttDriver(dev, LOG)
+        d = MqttDriver(dev, CTX)
         await d.connect()
         try:
             pub.publish()
@@ -257,7 +260,7 @@ def test_sample_config_is_valid_and_embedded_in_the_readme(kind: str) -> None:
 
     import yaml
 
-    from edge.config import SparkplugDevice
+    from edge.drivers.sparkplug.config import SparkplugDevice
 
     folder = Path(__file__).parent.parent / "edge" / "drivers" / kind
     text = (folder / "sample.yaml").read_text()

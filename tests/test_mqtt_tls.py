@@ -34,15 +34,19 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.config import MqttDevice, SparkplugDevice
+from core.errors import ConfigError
+from core.record import Quality, Sample
+from edge.driver import DriverContext
 from edge.drivers.mqtt import MqttDriver
+from edge.drivers.mqtt.config import MqttDevice
 from edge.drivers.sparkplug import SparkplugDriver
 from edge.drivers.sparkplug.codec import Metric, datatype_id, encode_payload, make_topic
-from edge.errors import ConfigError, NotConnected
-from edge.record import Quality, Sample
+from edge.drivers.sparkplug.config import SparkplugDevice
+from edge.errors import NotConnected
 from tests.conftest import free_port
 
 LOG = logging.getLogger("test.mqtt.tls")
+CTX = DriverContext(LOG)
 USER, PASSWORD = "edge-gw", "s3cret-gw"
 PUB_USER, PUB_PASSWORD = "machine", "s3cret-machine"
 PW_ENV = "SF_TEST_TLS_MQTT_PASSWORD"
@@ -241,7 +245,7 @@ def refused(driver: Driver) -> str:
 def test_mqtt_driver_reads_json_over_tls_with_a_password(tls_broker: TlsBroker, password: str,
                                                          version: str) -> None:
     async def main() -> list[Sample]:
-        d = MqttDriver(mqtt_device(tls_broker, mqtt_version=version), LOG)
+        d = MqttDriver(mqtt_device(tls_broker, mqtt_version=version), CTX)
         await d.connect()
         pub = Publisher(tls_broker)
         try:
@@ -267,7 +271,7 @@ def test_sparkplug_driver_reads_births_and_data_over_tls_with_a_password(tls_bro
         return datatype_id(name)
 
     async def main() -> list[Sample]:
-        d = SparkplugDriver(sparkplug_device(tls_broker), LOG)
+        d = SparkplugDriver(sparkplug_device(tls_broker), CTX)
         await d.connect()
         node = Publisher(tls_broker)
 
@@ -301,7 +305,7 @@ def test_wrong_password_is_not_connected_naming_the_refusal(tls_broker: TlsBroke
     dev = make(tls_broker)
     cls = MqttDriver if isinstance(dev, MqttDevice) else SparkplugDriver
     t0 = time.monotonic()
-    msg = refused(cls(dev, LOG))
+    msg = refused(cls(dev, CTX))
     assert time.monotonic() - t0 < 3.0
     assert f"broker {tls_broker.endpoint} refused the connection" in msg
     assert any(w in msg.lower() for w in ("not authori", "bad user name or password")), msg
@@ -315,7 +319,7 @@ def test_unset_password_env_is_a_config_error_at_construction(tls_broker: TlsBro
     dev = make(tls_broker)
     cls = MqttDriver if isinstance(dev, MqttDevice) else SparkplugDriver
     with pytest.raises(ConfigError, match=f"environment variable {PW_ENV} \\(password_env\\) is not set"):
-        cls(dev, LOG)
+        cls(dev, CTX)
 
 
 @pytest.mark.parametrize("make", [mqtt_device, sparkplug_device], ids=["mqtt", "sparkplug"])
@@ -323,7 +327,7 @@ def test_untrusted_ca_is_not_connected_naming_the_certificate(tls_broker: TlsBro
                                                               make: Callable[..., Any]) -> None:
     dev = make(tls_broker, ca_file=tls_broker.rogue_ca)
     cls = MqttDriver if isinstance(dev, MqttDevice) else SparkplugDriver
-    msg = refused(cls(dev, LOG))
+    msg = refused(cls(dev, CTX))
     # The rogue CA has the real CA's name, so OpenSSL finds it as the issuer and the signature check fails.
     assert f"broker {tls_broker.endpoint}: TLS certificate rejected (certificate signature failure)" in msg
     assert tls_broker.rogue_ca in msg  # which CA file was used
@@ -332,13 +336,13 @@ def test_untrusted_ca_is_not_connected_naming_the_certificate(tls_broker: TlsBro
 def test_system_cas_do_not_trust_a_private_broker(tls_broker: TlsBroker, password: str) -> None:
     # No ca_file: the system CA bundle is used, and it never signed this broker's certificate.
     dev = mqtt_device(tls_broker).model_copy(update={"ca_file": None})
-    msg = refused(MqttDriver(dev, LOG))
+    msg = refused(MqttDriver(dev, CTX))
     assert re.search(r"TLS certificate rejected \(self.signed certificate in certificate chain\)", msg), msg
     assert "none: system CAs" in msg
 
 
 def test_missing_ca_file_is_not_connected_naming_the_file(tls_broker: TlsBroker, password: str) -> None:
     missing = str(Path(tls_broker.ca).with_name("no-such-ca.crt"))
-    msg = refused(MqttDriver(mqtt_device(tls_broker, ca_file=missing), LOG))
+    msg = refused(MqttDriver(mqtt_device(tls_broker, ca_file=missing), CTX))
     assert msg.startswith(f"cannot use ca_file '{missing}' for broker {tls_broker.endpoint}: ")
     assert "No such file" in msg

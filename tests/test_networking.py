@@ -8,10 +8,11 @@ import psycopg
 import pytest
 
 from collector.errors import ScopeError
-from collector.networking import connected_seconds, format_status, networking_rate
 from collector.writer import SampleWriter
-from edge.config import parse_config
-from edge.record import Quality, Sample, StatusEvent
+from core.config import parse_config
+from core.record import Quality, Sample, StatusEvent
+from core.times import to_us
+from kpi.networking import connected_seconds, format_status, networking_rate
 
 P0 = datetime(2024, 3, 1, 8, tzinfo=UTC)
 P1 = P0 + timedelta(hours=4)
@@ -39,7 +40,7 @@ devices:
 
 
 def us(dt: datetime) -> int:
-    return int((dt - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+    return to_us(dt)
 
 
 def test_connected_seconds_clips_events_to_the_period() -> None:

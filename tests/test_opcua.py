@@ -19,18 +19,21 @@ import pytest
 import yaml
 from asyncua import ua
 
-from edge.config import OpcUaDevice, parse_config
+from core.config import parse_config
+from core.record import Quality, Sample, now_us
+from edge.driver import DriverContext
 from edge.drivers import driver_class
 from edge.drivers.opcua import OpcUaDriver
 from edge.drivers.opcua.browse import browse
+from edge.drivers.opcua.config import OpcUaDevice
 from edge.drivers.opcua.security import generate_certificate
 from edge.errors import NotConnected
-from edge.record import Quality, Sample, now_us
-from edge.simulator.machine import Machine, MachineSpec
-from edge.simulator.opcua_server import NS, SIM_PASSWORD, SIM_USER, OpcUaPlc, device_config, node_id
+from simulator.machine import Machine, MachineSpec
+from simulator.opcua_server import NS, SIM_PASSWORD, SIM_USER, OpcUaPlc, device_config, node_id
 
 pytestmark = pytest.mark.integration
 LOG = logging.getLogger("test.opcua")
+CTX = DriverContext(LOG)
 
 
 def machine(mid: str = "m1") -> Machine:
@@ -87,7 +90,7 @@ def test_subscription_delivers_changes_with_source_time_and_bad_status(port: int
     async def main() -> None:
         m = machine()
         async with running(OpcUaPlc([m], "127.0.0.1", port)) as plc:
-            drv = OpcUaDriver(device(device_config(["m1"], "127.0.0.1", port)[0]), LOG)
+            drv = OpcUaDriver(device(device_config(["m1"], "127.0.0.1", port)[0]), CTX)
             assert drv.poll_interval_s is None and drv.on_state is None
             await drv.connect()
             first = await collect(drv, lambda s: len(s) >= 5)
@@ -125,7 +128,7 @@ def test_absolute_deadband_and_poll_mode(port: int) -> None:
                  "sampling_ms": 100},
                 {"name": "ghost", "node": f"ns={NS};s=no.such.node"},
             ]}
-            drv = OpcUaDriver(device(entry), LOG)
+            drv = OpcUaDriver(device(entry), CTX)
             await drv.connect()
             init = await collect(drv, lambda s: {"energy_db", "energy_all", "ghost"} <= {x.tag for x in s})
             ghost = [x for x in init if x.tag == "ghost"]
@@ -149,7 +152,7 @@ def test_server_restart_raises_not_connected_then_reconnect_resumes(port: int) -
 
     async def main() -> None:
         m = machine()
-        drv = OpcUaDriver(device(device_config(["m1"], "127.0.0.1", port)[0]), LOG)
+        drv = OpcUaDriver(device(device_config(["m1"], "127.0.0.1", port)[0]), CTX)
         plc = OpcUaPlc([m], "127.0.0.1", port)
         await plc.start()
         await drv.connect()
@@ -193,13 +196,13 @@ def test_secure_session_with_trust_list_and_password_env(port: int, tmp_path: Pa
                                     cert_dir=str(tmp_path / "server"))) as plc:
             shutil.copy(plc.cert_path, tmp_path / "trusted" / "sim.der")
             for policy in ("Basic256Sha256", "Aes256_Sha256_RsaPss"):
-                drv = OpcUaDriver(device(entry("trusted", policy)), LOG, config_dir=tmp_path)
+                drv = OpcUaDriver(device(entry("trusted", policy)), DriverContext(LOG, tmp_path))
                 await drv.connect()
                 got = await collect(drv, lambda s: len(s) >= 1)
                 assert got[0].tag == "status" and got[0].quality is Quality.GOOD
                 await drv.close()
 
-            untrusting = OpcUaDriver(device(entry("other")), LOG, config_dir=tmp_path)
+            untrusting = OpcUaDriver(device(entry("other")), DriverContext(LOG, tmp_path))
             with pytest.raises(NotConnected) as err:
                 await untrusting.connect()
             msg = str(err.value)
@@ -207,14 +210,14 @@ def test_secure_session_with_trust_list_and_password_env(port: int, tmp_path: Pa
             assert list((tmp_path / "rejected").glob("*.der")), "the refused certificate is saved for review"
 
             monkeypatch.setenv("SIM_PW", "wrong")
-            wrong = OpcUaDriver(device(entry("trusted")), LOG, config_dir=tmp_path)
+            wrong = OpcUaDriver(device(entry("trusted")), DriverContext(LOG, tmp_path))
             with pytest.raises(NotConnected, match="password"):
                 await wrong.connect()
 
     asyncio.run(main())
     monkeypatch.delenv("SIM_PW")
     with pytest.raises(Exception, match="SIM_PW"):
-        OpcUaDriver(device(entry("trusted")), LOG, config_dir=tmp_path)
+        OpcUaDriver(device(entry("trusted")), DriverContext(LOG, tmp_path))
 
 
 def test_browse_yaml_is_accepted_by_config(port: int) -> None:

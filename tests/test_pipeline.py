@@ -15,11 +15,12 @@ import pytest
 import yaml
 
 from collector.ingest import Collector
-from edge.config import PlantConfig, parse_config
+from core.config import parse_config
+from core.plant import PlantConfig
 from edge.runner import Edge
-from edge.simulator.factory import Factory, FactoryPlan
-from edge.simulator.machine import STATE_CODES
 from edge.uplink import MqttSink
+from simulator.factory import Factory, FactoryPlan
+from simulator.machine import STATE_CODES
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -134,7 +135,7 @@ edge: {{gateway_id: gw-synth, buffer_path: "{tmp_path / 'b.sqlite'}", batch_max_
 
 async def push_through_uplink(cfg: PlantConfig, broker_url: str, n: int, during: Any) -> Edge:
     """Feed n distinct samples into a real Edge buffer/forwarder (no devices) while `during` runs."""
-    from edge.record import Sample
+    from core.record import Sample
 
     edge = Edge(cfg, MqttSink(broker_url, "gw-synth"), device_ids=[])
     stop = asyncio.Event()
@@ -199,7 +200,7 @@ def test_malformed_uplink_payload_is_quarantined_and_stream_continues(db: str, b
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from edge.record import Batch, Sample
+    from core.record import Batch, Sample
 
     cfg = synthetic_cfg(tmp_path)
     collector, stop, thread = start_collector(db, broker, cfg)
@@ -232,8 +233,8 @@ def test_malformed_uplink_payload_is_quarantined_and_stream_continues(db: str, b
 @pytest.mark.slow
 def test_database_down_edge_buffers_then_drains(db: str, tmp_path: Path) -> None:
     """Single-node mode through a TCP proxy to PostgreSQL: cut it for a minute, nothing is lost."""
-    from collector.ingest import DirectSink
-    from edge.record import Sample
+    from core.record import Sample
+    from shopfloor.wiring import InProcessSink
     from tests.proxy import TcpProxy
 
     proxy = TcpProxy("127.0.0.1", 5432)
@@ -242,7 +243,7 @@ def test_database_down_edge_buffers_then_drains(db: str, tmp_path: Path) -> None
     n_before, n_during = 2000, 3000
 
     async def main() -> Edge:
-        edge = Edge(cfg, DirectSink(url), device_ids=[])
+        edge = Edge(cfg, InProcessSink(url), device_ids=[])
         stop = asyncio.Event()
         task = asyncio.create_task(edge.run(stop))
         base = 1_760_000_000_000_000

@@ -14,7 +14,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.config import SparkplugDevice
+from core.errors import DecodeError
+from core.record import Quality, Sample
+from edge.driver import DriverContext
 from edge.drivers import driver_class
 from edge.drivers.sparkplug import SparkplugDriver
 from edge.drivers.sparkplug.codec import (
@@ -31,12 +33,12 @@ from edge.drivers.sparkplug.codec import (
     rebirth_request,
     resolve_aliases,
 )
-from edge.errors import DecodeError
-from edge.record import Quality, Sample
-from edge.simulator.machine import Machine, MachineSpec
-from edge.simulator.mqtt_publisher import TAGS, MqttMachinePublisher, device_config
+from edge.drivers.sparkplug.config import SparkplugDevice
+from simulator.machine import Machine, MachineSpec
+from simulator.mqtt_publisher import TAGS, MqttMachinePublisher, device_config
 
 LOG = logging.getLogger("test.sparkplug")
+CTX = DriverContext(LOG)
 
 
 def dt(name: str) -> int:
@@ -157,7 +159,7 @@ def run_with_node(broker: tuple[str, int], node_id: str, script: Callable[[Node,
     states: list[tuple[bool, str]] = []
 
     async def main() -> Any:
-        d = SparkplugDriver(make_device(host, port, node_id, device_id), LOG)
+        d = SparkplugDriver(make_device(host, port, node_id, device_id), CTX)
         d.on_state = lambda up, why: states.append((up, why))
         await d.connect()
         node = Node(host, port, "plant1", node_id)
@@ -273,7 +275,7 @@ def test_simulated_node_answers_rebirth_and_values_match_the_machines(broker: tu
     assert cfg["id"] == "sim-m1-spb"
 
     async def main() -> tuple[SparkplugDriver, dict[str, Sample]]:
-        d = SparkplugDriver(SparkplugDevice.model_validate(cfg), LOG)
+        d = SparkplugDriver(SparkplugDevice.model_validate(cfg), CTX)
         await d.connect()
         latest: dict[str, Sample] = {}
         try:

@@ -15,11 +15,12 @@ import psycopg
 import pytest
 
 from collector.db import bucket_sql, bucket_start, db_info, detect_path, format_db_info, migrate, rows_per_day
-from collector.networking import networking_timeline
 from collector.retention import apply_licensed_policies
 from collector.writer import SampleWriter
-from edge.config import parse_config
-from edge.record import Quality, Sample
+from core.config import parse_config
+from core.record import Quality, Sample
+from core.times import to_us
+from kpi.networking import networking_timeline
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 3, 1, 8, tzinfo=UTC)
@@ -27,7 +28,7 @@ WIDTHS = ("1 minute", "15 minutes", "1 hour", "6 hours", "1 day", "1 week")
 
 
 def us(dt: datetime) -> int:
-    return int((dt - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+    return to_us(dt)
 
 
 # --------------------------------------------------------------------------- bucket_sql, no database

@@ -7,7 +7,7 @@ import pytest
 
 from collector.errors import TransientDbError, is_transient
 from collector.writer import SampleWriter, ts_from_us
-from edge.record import Quality, Sample, StatusEvent
+from core.record import Quality, Sample, StatusEvent
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from edge.config import PlantConfig, parse_config
+from core.config import parse_config
+from core.plant import PlantConfig
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00Z: PostgreSQL's binary timestamp origin
@@ -134,13 +135,14 @@ def main() -> None:
     args = ap.parse_args()
     from collector.db import migrate
     from kpi.job import backfill
+    from shopfloor.stages import schema_dirs
 
     name = f"sf_bench_kpi_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.admin_url, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
     url = args.admin_url.rsplit("/", 1)[0] + "/" + name
     try:
-        migrate(url)
+        migrate(url, log=lambda _: None, schema_dirs=schema_dirs())
         cfg = plant(args.machines)
         rows, t_copy, t_index = load(url, args.machines, args.days)
         print(f"loaded {rows:,} rows ({args.machines} machines x {args.days} days, 1 row/s each): "

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from edge.config import ModbusTag
+from edge.drivers.modbus.config import ModbusTag
 
 # Protocol limits per request (Modbus Application Protocol v1.1b3, 6.1-6.4).
 MAX_REGISTERS = 125

@@ -17,12 +17,13 @@ from urllib.parse import parse_qs, urlparse
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from edge.config import ModbusDevice
-from edge.driver import StateListener
+from core.errors import ConfigError
+from core.record import Quality, Sample, now_us
+from edge.driver import DriverContext, StateListener
 from edge.drivers.modbus import serial_line
 from edge.drivers.modbus.codec import BIT_TABLES, MAX_BITS, Block, BlockDecoder, plan_blocks
-from edge.errors import ConfigError, NotConnected
-from edge.record import Quality, Sample, now_us
+from edge.drivers.modbus.config import ModbusDevice
+from edge.errors import NotConnected
 
 _PARITY = {"N", "E", "O", "M", "S"}
 
@@ -55,9 +56,9 @@ class ModbusDriver:
 
     kind: ClassVar[str] = "modbus"
 
-    def __init__(self, device: ModbusDevice, log: logging.Logger | None = None) -> None:
+    def __init__(self, device: ModbusDevice, ctx: DriverContext | None = None) -> None:
         self.device = device
-        self.log = log or logging.getLogger(__name__)
+        self.log = ctx.log if ctx is not None else logging.getLogger(__name__)
         self.poll_interval_s: float | None = device.poll_interval_s
         self.on_state: StateListener | None = None
         self.requests = 0  # requests sent since construction (for tests and counters)

@@ -7,19 +7,18 @@ with the reason in `text`, never an exception, so one broken publisher cannot st
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from paho.mqtt.client import topic_matches_sub
 
-from edge.config import MqttDevice, MqttTag
-from edge.driver import StateListener
-from edge.drivers.mqtt.session import Message, MqttSession, broker_password
+from core.record import Quality, Sample
+from edge.driver import DriverContext, StateListener
+from edge.drivers.mqtt.config import MqttDevice, MqttTag
 from edge.errors import NotConnected
 from edge.jsonpath import Path, compile_path, extract
-from edge.record import Quality, Sample
+from edge.mqtt_session import Message, MqttSession, broker_password
 
 __all__ = ["MqttDriver", "parse_timestamp_us"]
 
@@ -64,9 +63,9 @@ def _short(exc: Exception) -> str:
 class MqttDriver:
     kind: ClassVar[str] = "mqtt"
 
-    def __init__(self, device: MqttDevice, log: logging.Logger) -> None:
+    def __init__(self, device: MqttDevice, ctx: DriverContext) -> None:
         self.device = device
-        self.log = log
+        self.log = ctx.log
         self.poll_interval_s: float | None = None
         self.on_state: StateListener | None = None
         self._tags = [_Tag(t, compile_path(t.json_path),

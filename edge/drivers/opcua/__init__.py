@@ -1,5 +1,19 @@
-"""OPC UA driver (asyncua): subscriptions with deadbands, poll tags, security with a trust list, browse."""
+"""OPC UA driver: subscriptions or polling, security policies and a server trust list.
 
-from edge.drivers.opcua.driver import OpcUaDriver
+Importing this package stays light (the device model lives in `config`); the driver and its protocol library
+are imported on first use of `OpcUaDriver`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["OpcUaDriver"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "OpcUaDriver":
+        from edge.drivers.opcua.driver import OpcUaDriver
+
+        return OpcUaDriver
+    raise AttributeError(name)

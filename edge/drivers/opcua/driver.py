@@ -9,23 +9,22 @@ subscriptions from scratch. asyncua's own auto-reconnect is off so that the runn
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
 from asyncua import Client, ua
 from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subscription
 
-from edge.config import OpcUaDevice
-from edge.driver import StateListener
+from core.errors import ConfigError
+from core.record import Quality, Sample, now_us
+from core.times import to_us as epoch_us
+from edge.driver import DriverContext, StateListener
+from edge.drivers.opcua.config import OpcUaDevice
 from edge.drivers.opcua.security import TrustListValidator, apply_security, password_from_env
-from edge.errors import ConfigError, NotConnected
-from edge.record import Quality, Sample, now_us
+from edge.errors import NotConnected
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = 1e-6
 # Library failures that mean "the session is gone"; asyncua raises these from requests and set_security.
 _TRANSPORT_ERRORS = (ua.UaError, OSError, ConnectionError, asyncio.TimeoutError)
@@ -35,10 +34,7 @@ def to_us(dt: datetime | None) -> int | None:
     """An OPC UA DateTime (aware UTC, or naive UTC) as integer microseconds since the Unix epoch."""
     if dt is None or dt.year < 1971:  # asyncua decodes a null DateTime as 1601-01-01
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    d = dt - _EPOCH
-    return (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
+    return epoch_us(dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC))
 
 
 def quality_of(status: int) -> Quality:
@@ -92,12 +88,12 @@ class OpcUaDriver:
 
     kind: ClassVar[str] = "opcua"
 
-    def __init__(self, device: OpcUaDevice, log: logging.Logger, config_dir: str | Path | None = None) -> None:
+    def __init__(self, device: OpcUaDevice, ctx: DriverContext) -> None:
         self.device = device
-        self.log = log
+        self.log = ctx.log
         self.poll_interval_s: float | None = None
         self.on_state: StateListener | None = None
-        self.config_dir = Path(config_dir) if config_dir is not None else Path.cwd()
+        self.config_dir = ctx.config_dir
         if device.security is not None:
             password_from_env(device.security)  # fail at start, not at the first reconnect
         self._groups: dict[float, list[int]] = defaultdict(list)  # sampling_ms -> tag indexes (subscribe)

@@ -28,8 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from edge.config import Security
-from edge.errors import ConfigError
+from core.errors import ConfigError
+from edge.drivers.opcua.config import Security
 
 POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,

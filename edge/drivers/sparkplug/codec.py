@@ -14,8 +14,8 @@ from typing import Any
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
-from edge.drivers.sparkplug import sparkplug_b_pb2 as pb
-from edge.errors import DecodeError
+from core import sparkplug_b_pb2 as pb
+from core.errors import DecodeError
 
 __all__ = ["DATATYPES", "MESSAGE_TYPES", "NAMESPACE", "REBIRTH_METRIC", "Metric", "Payload", "Topic",
            "birth_aliases", "datatype_id", "decode_payload", "encode_payload", "infer_datatype", "make_topic",

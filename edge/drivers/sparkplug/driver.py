@@ -8,12 +8,11 @@ makes the driver ask for a rebirth (NCMD "Node Control/Rebirth") and keep what i
 
 from __future__ import annotations
 
-import logging
 from typing import ClassVar
 
-from edge.config import SparkplugDevice, SparkplugTag
-from edge.driver import StateListener
-from edge.drivers.mqtt.session import Message, MqttSession, broker_password
+from core.errors import DecodeError
+from core.record import Quality, Sample, now_us
+from edge.driver import DriverContext, StateListener
 from edge.drivers.sparkplug.codec import (
     NAMESPACE,
     Metric,
@@ -25,8 +24,9 @@ from edge.drivers.sparkplug.codec import (
     rebirth_request,
     resolve_aliases,
 )
-from edge.errors import DecodeError, NotConnected
-from edge.record import Quality, Sample, now_us
+from edge.drivers.sparkplug.config import SparkplugDevice, SparkplugTag
+from edge.errors import NotConnected
+from edge.mqtt_session import Message, MqttSession, broker_password
 
 __all__ = ["SparkplugDriver"]
 
@@ -49,9 +49,9 @@ def _quality(m: Metric) -> tuple[Quality, int]:
 class SparkplugDriver:
     kind: ClassVar[str] = "sparkplug"
 
-    def __init__(self, device: SparkplugDevice, log: logging.Logger) -> None:
+    def __init__(self, device: SparkplugDevice, ctx: DriverContext) -> None:
         self.device = device
-        self.log = log
+        self.log = ctx.log
         self.poll_interval_s: float | None = None
         self.on_state: StateListener | None = None
         self._by_metric: dict[str, list[SparkplugTag]] = {}

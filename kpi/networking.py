@@ -1,8 +1,9 @@
 """Equipment networking rate: how many production machines are networked and reporting, and for how long.
 
-Definitions (collector/README.md "Networking rate"):
+The one implementation: `collector status`, the stored `networking_rate` KPI (kpi.job via reporting_matrix)
+and the API's networking-rate endpoint all call it. Definitions (kpi/README.md "Networking rate"):
 - rate = machines reporting / production machines in scope, where a machine reports when it has a device
-  and at least one good-quality sample from that device in [start, end).
+  and at least one good-quality sample from that device in [start, end) (`reporting_matrix`).
 - time_weighted_rate = mean over production machines of the fraction of [start, end) their device was
   connected per `device_status` (a machine without a device counts 0).
 - networking_timeline: machines reporting per time bucket (time_bucket on TimescaleDB, date_bin on plain,
@@ -15,11 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import psycopg
 
 from collector.db import bucket_sql, bucket_start, bucket_width, detect_path
 from collector.errors import ScopeError
-from edge.config import Asset, PlantConfig
+from core.plant import Asset, PlantConfig
+from core.times import from_us, to_us
 
 
 @dataclass(frozen=True)
@@ -69,19 +72,39 @@ def connected_seconds(initial: str | None, events: list[tuple[datetime, str]], s
     return total
 
 
-def _sample_stats(conn: psycopg.Connection[Any], devices: list[str], start: datetime,
-                  end: datetime) -> dict[str, tuple[int, datetime | None, datetime | None, datetime | None]]:
+def reporting_matrix(conn: psycopg.Connection[Any], devices: list[str], starts_us: np.ndarray,
+                     ends_us: np.ndarray) -> dict[str, np.ndarray]:
+    """Per device, per window [starts_us[j], ends_us[j]): True when the device delivered at least one good-quality
+    sample in it. The definition of "reporting" for the networking rate, in one query."""
+    out = {d: np.zeros(len(starts_us), dtype=bool) for d in devices}
+    if not devices or not len(starts_us):
+        return out
     rows = conn.execute(
-        """SELECT device_id, count(*) FILTER (WHERE quality = 'good'), min(ts), max(ts)
+        """SELECT d.dev, w.i FROM unnest(%s::text[]) AS d(dev)
+           CROSS JOIN unnest(%s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS w(s, e, i)
+           WHERE EXISTS (SELECT 1 FROM samples WHERE device_id = d.dev AND quality = 'good'
+                          AND ts >= w.s AND ts < w.e)""",
+        (devices, [from_us(int(x)) for x in starts_us], [from_us(int(x)) for x in ends_us])).fetchall()
+    for dev, i in rows:
+        out[str(dev)][int(i) - 1] = True
+    return out
+
+
+def _sample_stats(conn: psycopg.Connection[Any], devices: list[str], start: datetime,
+                  end: datetime) -> dict[str, tuple[bool, datetime | None, datetime | None, datetime | None]]:
+    """device -> (reporting, first and last sample in the period, last sample before the period's end)."""
+    reporting = reporting_matrix(conn, devices, np.array([to_us(start)]), np.array([to_us(end)]))
+    rows = conn.execute(
+        """SELECT device_id, min(ts), max(ts)
            FROM samples WHERE device_id = ANY(%s) AND ts >= %s AND ts < %s GROUP BY device_id""",
         (devices, start, end)).fetchall()
-    out: dict[str, tuple[int, datetime | None, datetime | None, datetime | None]] = {
-        str(r[0]): (int(r[1]), r[2], r[3], r[3]) for r in rows}
+    out: dict[str, tuple[bool, datetime | None, datetime | None, datetime | None]] = {
+        str(r[0]): (bool(reporting[str(r[0])][0]), r[1], r[2], r[2]) for r in rows}
     missing = [d for d in devices if d not in out]
     if missing:  # for "last sample age" on machines silent in the period
         for dev, last in conn.execute("""SELECT device_id, max(ts) FROM samples WHERE device_id = ANY(%s) AND ts < %s
                                          GROUP BY device_id""", (missing, start)):
-            out[str(dev)] = (0, None, None, last)
+            out[str(dev)] = (False, None, None, last)
     return out
 
 
@@ -113,7 +136,7 @@ def networking_rate(conn: psycopg.Connection[Any], cfg: PlantConfig, scope: str 
         if not m.device:
             result.append(MachineNetworking(m.id, None, False, 0.0, "no device configured"))
             continue
-        good, first, last, last_any = stats.get(m.device, (0, None, None, None))
+        good, first, last, last_any = stats.get(m.device, (False, None, None, None))
         prior = before.get(m.device)
         events = inside.get(m.device, [])
         if prior is None and not events:
@@ -125,7 +148,7 @@ def networking_rate(conn: psycopg.Connection[Any], cfg: PlantConfig, scope: str 
                                          start, end) / period
             state = events[-1][1] if events else prior[1]  # type: ignore[index]
         reason = ""
-        if good == 0:
+        if not good:
             last_event = events[-1] if events else (prior if prior else None)
             if last_event is not None and last_event[1] == "disconnected":
                 why = f": {last_event[2]}" if last_event[2] else ""
@@ -134,7 +157,7 @@ def networking_rate(conn: psycopg.Connection[Any], cfg: PlantConfig, scope: str 
                 reason = "no good-quality samples in period"
             else:
                 reason = "no samples in period"
-        result.append(MachineNetworking(m.id, m.device, good > 0, min(max(fraction, 0.0), 1.0), reason,
+        result.append(MachineNetworking(m.id, m.device, good, min(max(fraction, 0.0), 1.0), reason,
                                         last_any, state))
     total = len(result)
     reporting = sum(1 for r in result if r.reporting)

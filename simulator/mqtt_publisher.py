@@ -14,17 +14,9 @@ from typing import Any, Literal
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.drivers.sparkplug.codec import (
-    REBIRTH_METRIC,
-    Metric,
-    datatype_id,
-    decode_payload,
-    encode_payload,
-    make_topic,
-)
-from edge.errors import DecodeError
-from edge.record import now_us
-from edge.simulator.machine import STATE_CODES, Machine
+from core.times import now_us
+from simulator.machine import STATE_CODES, Machine
+from simulator.sparkplug import SimMetric, is_rebirth_request, payload, topic
 
 __all__ = ["TAGS", "MqttMachinePublisher", "device_config", "signals_config"]
 
@@ -67,9 +59,8 @@ class MqttMachinePublisher:
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         if self.mode == "sparkplug":
-            death = encode_payload([Metric("bdSeq", self._bd_seq, datatype_id("UInt64"))],
-                                   timestamp_ms=now_us() // 1000)
-            client.will_set(make_topic(self.group_id, "NDEATH", self.edge_node_id), death, qos=1)
+            death = payload([SimMetric("bdSeq", self._bd_seq, "UInt64")], None, now_us() // 1000)
+            client.will_set(topic(self.group_id, "NDEATH", self.edge_node_id), death, qos=1)
         self._client = client
         client.connect(self.host, self.port, keepalive=10)
         client.loop_start()
@@ -83,9 +74,8 @@ class MqttMachinePublisher:
         if client is None:
             return
         if self.mode == "sparkplug" and self._connected.is_set():
-            death = encode_payload([Metric("bdSeq", self._bd_seq, datatype_id("UInt64"))],
-                                   timestamp_ms=now_us() // 1000)
-            client.publish(make_topic(self.group_id, "NDEATH", self.edge_node_id), death, qos=1).wait_for_publish(2)
+            death = payload([SimMetric("bdSeq", self._bd_seq, "UInt64")], None, now_us() // 1000)
+            client.publish(topic(self.group_id, "NDEATH", self.edge_node_id), death, qos=1).wait_for_publish(2)
         self._connected.clear()
         self._bd_seq = (self._bd_seq + 1) % 256  # the next session's birth/death pair
         client.disconnect()
@@ -95,16 +85,12 @@ class MqttMachinePublisher:
         if reason_code.is_failure:
             return
         if self.mode == "sparkplug":
-            client.subscribe(make_topic(self.group_id, "NCMD", self.edge_node_id), qos=0)
+            client.subscribe(topic(self.group_id, "NCMD", self.edge_node_id), qos=0)
             self._births()
         self._connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            payload = decode_payload(bytes(msg.payload))
-        except DecodeError:
-            return
-        if any(m.name == REBIRTH_METRIC and m.value is True for m in payload.metrics):
+        if is_rebirth_request(bytes(msg.payload)):
             self._births()
 
     # ------------------------------------------------------------------ publishing
@@ -119,11 +105,11 @@ class MqttMachinePublisher:
                 doc = {"ts": ts_ms, **{k: values[k] for k in TAGS}}
                 self._client.publish(json_topic(m.spec.id), json.dumps(doc), qos=1)
             else:
-                metrics = [Metric(None, values[k], datatype_id(_DATATYPES[k]), alias=self._aliases[(m.spec.id, k)],
-                                  timestamp_ms=ts_ms) for k in TAGS]
+                metrics = [SimMetric(None, values[k], _DATATYPES[k], self._aliases[(m.spec.id, k)], ts_ms)
+                           for k in TAGS]
                 self._send("DDATA", metrics, ts_ms, device_id=m.spec.id)
 
-    def _send(self, kind: str, metrics: list[Metric], ts_ms: int, device_id: str | None = None) -> None:
+    def _send(self, kind: str, metrics: list[SimMetric], ts_ms: int, device_id: str | None = None) -> None:
         client = self._client
         if client is not None:
             with self._lock:  # the sequence and the order on the wire must agree
@@ -135,24 +121,21 @@ class MqttMachinePublisher:
         if client is None:
             return
         ts_ms = now_us() // 1000
-        node = [Metric("bdSeq", self._bd_seq, datatype_id("UInt64")),
-                Metric(REBIRTH_METRIC, False, datatype_id("Boolean"))]
+        node = [SimMetric("bdSeq", self._bd_seq, "UInt64"), SimMetric("Node Control/Rebirth", False, "Boolean")]
         with self._lock:
             self._seq = 0
             self._publish_seq(client, "NBIRTH", node, ts_ms, None)
             for m in self.machines:
                 values = m.values()
-                metrics = [Metric(k, values[k], datatype_id(_DATATYPES[k]), alias=self._aliases[(m.spec.id, k)],
-                                  timestamp_ms=ts_ms) for k in TAGS]
+                metrics = [SimMetric(k, values[k], _DATATYPES[k], self._aliases[(m.spec.id, k)], ts_ms) for k in TAGS]
                 self._publish_seq(client, "DBIRTH", metrics, ts_ms, m.spec.id)
             self.births_sent += 1
 
-    def _publish_seq(self, client: mqtt.Client, kind: str, metrics: list[Metric], ts_ms: int,
+    def _publish_seq(self, client: mqtt.Client, kind: str, metrics: list[SimMetric], ts_ms: int,
                      device_id: str | None) -> None:
         seq = self._seq
         self._seq = (self._seq + 1) % 256
-        client.publish(make_topic(self.group_id, kind, self.edge_node_id, device_id),
-                       encode_payload(metrics, seq=seq, timestamp_ms=ts_ms), qos=0)
+        client.publish(topic(self.group_id, kind, self.edge_node_id, device_id), payload(metrics, seq, ts_ms), qos=0)
 
 
 # ---------------------------------------------------------------------------------------------- plant config

@@ -7,20 +7,20 @@ stamped once (source time where the device gives one, else the edge's clock) and
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from core.times import now_us
+
+__all__ = ["SAMPLE_COLUMNS", "SAMPLE_TYPES", "WIRE_FIELDS", "Batch", "Quality", "Sample", "StatusEvent", "check_row",
+           "decode_batch", "encode_batch", "now_us"]
 
 
 class Quality(StrEnum):
     GOOD = "good"
     UNCERTAIN = "uncertain"
     BAD = "bad"
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 @dataclass(slots=True)
@@ -46,19 +46,35 @@ class Sample:
 
     @classmethod
     def from_row(cls, r: Any) -> Sample:
-        ts, dev, tag, val, text, q, st, sts, hist, gw, boot, seq = check_row(r)
+        dev, tag, ts, val, text, q, st, sts, hist, gw, boot, seq = check_row(r)
         return cls(dev, tag, ts, val, text, Quality(q), st, sts, hist, gw, boot, seq)
 
 
-WIRE_FIELDS = ("device_id", "tag", "ts_us", "value", "text", "quality", "status", "server_ts_us", "historical",
-               "gateway_id", "boot_epoch", "seq")
+# The one field list: wire field, `samples` column, PostgreSQL type. A wire row, a checked row and the
+# collector's COPY all use this order.
+FIELDS = (
+    ("device_id", "device_id", "text"),
+    ("tag", "tag", "text"),
+    ("ts_us", "ts", "timestamptz"),
+    ("value", "value", "float8"),
+    ("text", "value_text", "text"),
+    ("quality", "quality", "text"),
+    ("status", "status_code", "int8"),
+    ("server_ts_us", "server_ts", "timestamptz"),
+    ("historical", "historical", "bool"),
+    ("gateway_id", "gateway_id", "text"),
+    ("boot_epoch", "boot_epoch", "int8"),
+    ("seq", "seq", "int8"),
+)
+WIRE_FIELDS = tuple(f[0] for f in FIELDS)
+SAMPLE_COLUMNS = tuple(f[1] for f in FIELDS)
+SAMPLE_TYPES = tuple(f[2] for f in FIELDS)
 _QUALITIES = frozenset(q.value for q in Quality)
 _NUMBER = (int, float)
 
 
 def check_row(r: Any) -> tuple[Any, ...]:
-    """Validate one wire row; return it in the database's column order
-    (ts_us, device_id, tag, value, text, quality, status, server_ts_us, historical, gateway_id, boot_epoch, seq).
+    """Validate one wire row; return it as a tuple in FIELDS order (NaN value as None).
 
     The one validator for uplink rows, kept cheap: the collector runs it on every sample it receives.
     """
@@ -82,7 +98,7 @@ def check_row(r: Any) -> tuple[Any, ...]:
     if type(st) is not int or (sts is not None and type(sts) is not int) or type(hist) is not bool \
             or type(gw) is not str or type(boot) is not int or type(seq) is not int:
         raise ValueError("status, server_ts_us, boot_epoch and seq must be integers, historical a boolean")
-    return (ts, dev, tag, val, text, q, st, sts, hist, gw, boot, seq)
+    return (dev, tag, ts, val, text, q, st, sts, hist, gw, boot, seq)
 
 
 @dataclass(slots=True)
@@ -131,7 +147,7 @@ class Batch:
         if rejects:
             raise ValueError(rejects[0][0])
         samples = [Sample(dev, tag, ts, val, text, Quality(q), st, sts, hist, gw, boot, seq)
-                   for ts, dev, tag, val, text, q, st, sts, hist, gw, boot, seq in rows]
+                   for dev, tag, ts, val, text, q, st, sts, hist, gw, boot, seq in rows]
         return cls(gateway_id, batch_id, samples, events)
 
 
@@ -149,7 +165,7 @@ Reject = tuple[str, Any]  # (reason, the raw row as received)
 
 
 def decode_batch(payload: bytes) -> tuple[str, int, list[tuple[Any, ...]], list[StatusEvent], list[Reject]]:
-    """Payload -> (gateway_id, batch_id, rows in database column order, events, rejected rows).
+    """Payload -> (gateway_id, batch_id, checked rows in FIELDS order, events, rejected rows).
 
     A payload that is not a batch at all raises ValueError naming the problem. A batch with some bad rows
     still yields its good rows: the bad ones come back as rejects, each with its reason, for quarantine.

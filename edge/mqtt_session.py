@@ -21,8 +21,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.errors import ConfigError, NotConnected
-from edge.record import now_us
+from core.errors import ConfigError
+from core.record import now_us
+from edge.errors import NotConnected
 
 __all__ = ["Message", "MqttSession", "broker_password"]
 

@@ -8,23 +8,24 @@ server's own). Under Objects there is one folder per machine, `ns=2;s=<machine_i
 
 from __future__ import annotations
 
+import socket
 import tempfile
 from datetime import UTC, datetime
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
 from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
 
-from edge.record import now_us
-from edge.simulator.machine import Machine
+from core.times import from_us, now_us
+from simulator.machine import Machine
 
 NAMESPACE_URI = "urn:shopfloor:sim"
 NS = 2
 APP_URI = "urn:shopfloor:sim:server"
 TAGS = ("status", "parts_total", "parts_scrap", "energy_total", "power_kw")
 SIM_USER, SIM_PASSWORD = "operator", "shopfloor-sim"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def node_id(machine_id: str, tag: str) -> str:
@@ -32,8 +33,29 @@ def node_id(machine_id: str, tag: str) -> str:
     return f"ns={NS};s={machine_id}.{tag}"
 
 
-def us_to_datetime(t_us: int) -> datetime:
-    return datetime.fromtimestamp(t_us // 1_000_000, UTC).replace(microsecond=t_us % 1_000_000)
+def _server_certificate(cert_path: Path, key_path: Path, app_uri: str, host: str) -> None:
+    """A self-signed OPC UA server certificate (DER) and key (PEM) for the simulated PLC."""
+    from asyncua.crypto.cert_gen import (
+        dump_private_key_as_pem,
+        generate_private_key,
+        generate_self_signed_app_certificate,
+    )
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key = generate_private_key()
+    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(app_uri), x509.DNSName(host),
+                                     x509.DNSName("localhost"), x509.DNSName(socket.gethostname())]
+    try:
+        names.append(x509.IPAddress(ip_address(host)))
+    except ValueError:
+        pass
+    cert = generate_self_signed_app_certificate(
+        key, app_uri, {}, names, extended=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], days=365)
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    cert_path.write_bytes(cert.public_bytes(Encoding.DER))
+    key_path.write_bytes(dump_private_key_as_pem(key))
 
 
 class _Users:
@@ -111,10 +133,8 @@ class OpcUaPlc:
         self.server = server
 
     async def _secure(self, server: Server) -> None:
-        from edge.drivers.opcua.security import generate_certificate
-
         key = self._dir() / "server_key.pem"
-        generate_certificate(self.cert_path, key, APP_URI, host=self.host, server=True)
+        _server_certificate(self.cert_path, key, APP_URI, self.host)
         await server.load_certificate(str(self.cert_path))
         await server.load_private_key(str(key))
         server.set_security_policy([
@@ -133,7 +153,7 @@ class OpcUaPlc:
                     status: int = ua.StatusCodes.Good) -> None:
         """Write one tag with a source timestamp and status (tests use a Bad status to fake a sensor fault)."""
         assert self.server is not None, "start() first"
-        ts = us_to_datetime(now_us() if source_ts_us is None else source_ts_us)
+        ts = from_us(now_us() if source_ts_us is None else source_ts_us)
         dv = ua.DataValue(ua.Variant(value, self._types[f"{machine_id}.{tag}"]), StatusCode=ua.StatusCode(status),
                           SourceTimestamp=ts, ServerTimestamp=datetime.now(UTC))
         await self.server.write_attribute_value(ua.NodeId(f"{machine_id}.{tag}", NS), dv)

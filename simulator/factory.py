@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from edge.record import now_us
-from edge.simulator.machine import Machine, MachineSpec, write_ground_truth
+from core.times import now_us
+from simulator.machine import Machine, MachineSpec, write_ground_truth
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Factory:
     # ------------------------------------------------------------------ config
     def plant_config(self, plant_id: str = "sim-plant") -> dict[str, Any]:
         """A plant file (as a dict) whose devices read this factory's endpoints."""
-        from edge.simulator import modbus_server, mqtt_publisher, opcua_server
+        from simulator import modbus_server, mqtt_publisher, opcua_server
 
         p = self.plan
         devices: list[dict[str, Any]] = []
@@ -116,16 +116,16 @@ class Factory:
     async def start(self) -> None:
         p = self.plan
         if self.groups["modbus"]:
-            from edge.simulator.modbus_server import ModbusPlc
+            from simulator.modbus_server import ModbusPlc
 
             self.servers.append(ModbusPlc(self.groups["modbus"], p.host, p.modbus_port))
         if self.groups["opcua"]:
-            from edge.simulator.opcua_server import OpcUaPlc
+            from simulator.opcua_server import OpcUaPlc
 
             self.servers.append(OpcUaPlc(self.groups["opcua"], p.host, p.opcua_port))
         for mode in ("mqtt", "sparkplug"):
             if self.groups[mode]:
-                from edge.simulator.mqtt_publisher import MqttMachinePublisher
+                from simulator.mqtt_publisher import MqttMachinePublisher
 
                 self.servers.append(MqttMachinePublisher(self.groups[mode], p.broker_host, p.broker_port,
                                                          "json" if mode == "mqtt" else "sparkplug"))

@@ -20,7 +20,7 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from edge.simulator.machine import STATE_CODES, Machine
+from simulator.machine import STATE_CODES, Machine
 
 # Tag layout as plant-config `tags:` entries (YAML shape); offsets below follow from these addresses.
 LAYOUT: list[dict[str, Any]] = [

@@ -1,0 +1,203 @@
+"""The plant model: plant, shifts, the ISA-95 asset tree with each machine's signals, devices, process sections.
+
+The shape is the public contract in DESIGN.md ("Plant config"); keys may be added, never renamed. Devices are
+validated by their driver's own model (core/registry.py); later stages read what they need of a machine's
+signals from `PlantConfig.signal()`, resolved when the file loads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from core.devices import DeviceBase, Model
+from core.registry import device_models
+
+STATES = ("running", "idle", "down", "setup", "planned_stop")
+State = Literal["running", "idle", "down", "setup", "planned_stop"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ALL_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SIGNALS = ("state", "total_count", "good_count", "scrap_count", "rework_count", "energy_kwh", "power_kw")
+
+
+class Plant(Model):
+    id: str = Field(min_length=1)
+    name: str = ""
+    timezone: str = "UTC"
+    emission_factor_kg_per_kwh: float | None = Field(default=None, ge=0)
+    emission_factor_version: str | None = None
+    retention_days: int | None = Field(default=None, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {v!r} (e.g. Asia/Shanghai, Europe/Berlin, UTC)") from exc
+        return v
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class Shift(Model):
+    name: str = Field(min_length=1)
+    start: str
+    end: str
+    days: list[Weekday] = Field(default_factory=lambda: list(ALL_DAYS))
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _hhmm(cls, v: Any) -> str:
+        if isinstance(v, int):  # YAML 1.1 reads unquoted 08:00 as a sexagesimal int
+            v = f"{v // 60:02d}:{v % 60:02d}"
+        if not isinstance(v, str) or not _HHMM.match(v):
+            raise ValueError(f"time must be HH:MM (24 h), got {v!r}")
+        return v
+
+    @property
+    def start_min(self) -> int:
+        h, m = self.start.split(":")
+        return int(h) * 60 + int(m)
+
+    @property
+    def end_min(self) -> int:
+        h, m = self.end.split(":")
+        return int(h) * 60 + int(m)
+
+
+class SignalRef(Model):
+    tag: str = Field(min_length=1)
+    map: dict[int | str, State] | None = None
+
+
+class Signals(Model):
+    state: SignalRef | None = None
+    total_count: SignalRef | None = None
+    good_count: SignalRef | None = None
+    scrap_count: SignalRef | None = None
+    rework_count: SignalRef | None = None
+    energy_kwh: SignalRef | None = None
+    power_kw: SignalRef | None = None
+
+
+class Asset(Model):
+    id: str = Field(min_length=1)
+    kind: Literal["site", "area", "line", "cell", "machine"]
+    name: str = ""
+    children: list[Asset] = Field(default_factory=list)
+    ideal_cycle_time_s: float | None = Field(default=None, gt=0)
+    device: str | None = None
+    signals: Signals | None = None
+    production: bool = True  # counts in the equipment register for the networking rate
+    micro_stop_s: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _machine_rules(self) -> Asset:
+        if self.kind == "machine" and self.children:
+            raise ValueError("a machine has no children")
+        if self.kind != "machine" and (self.device or self.signals):
+            raise ValueError(f"only machines take 'device' and 'signals' (this asset is a {self.kind})")
+        return self
+
+
+class EdgeSettings(Model):
+    gateway_id: str | None = None
+    buffer_path: str = "shopfloor-buffer.sqlite"
+    buffer_max_mb: float = Field(default=512, gt=0)
+    batch_max_samples: int = Field(default=5000, ge=1, le=100000)
+    batch_max_delay_s: float = Field(default=0.2, gt=0, le=60)
+    uplink_topic_prefix: str = "shopfloor/v1"
+
+
+class CollectorSettings(Model):
+    batch_max_rows: int = Field(default=20000, ge=1)
+    ledger_grace_s: float = Field(default=300, ge=0)
+    share_group: str = "shopfloor-collectors"
+
+
+class KpiSettings(Model):
+    micro_stop_s: float = Field(default=0, ge=0)
+    reduced_speed_ratio: float = Field(default=0.0, ge=0, le=1)
+    calendar: Literal["shifts", "always"] = "shifts"
+
+
+@dataclass(frozen=True)
+class ResolvedSignal:
+    """One machine signal as the KPI stage needs it: where it comes from and how its samples behave."""
+
+    machine_id: str
+    name: str  # state, total_count, ...
+    device_id: str
+    tag: str
+    polled: bool  # re-read every poll_interval_s (a stale sample means the data stopped)
+    poll_interval_s: float
+    counter_modulus: float | None  # wrap value of a counter from the declared tag type; None: undeclared
+
+
+def _device_union() -> Any:
+    models = tuple(device_models().values())
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[models], Field(discriminator="protocol")]  # noqa: UP007 - built at run time
+
+
+if TYPE_CHECKING:
+    Device = DeviceBase
+else:
+    Device = _device_union()
+
+
+class PlantConfig(Model):
+    plant: Plant
+    shifts: list[Shift] = Field(default_factory=list)
+    assets: list[Asset] = Field(default_factory=list)
+    devices: list[Device] = Field(default_factory=list)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
+    collector: CollectorSettings = Field(default_factory=CollectorSettings)
+    kpi: KpiSettings = Field(default_factory=KpiSettings)
+
+    _signals: dict[tuple[str, str], ResolvedSignal] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        by_id = {d.id: d for d in self.devices}
+        for m in self.machines():
+            dev = by_id.get(m.device or "")
+            if dev is None or m.signals is None:
+                continue
+            for name in SIGNALS:
+                ref: SignalRef | None = getattr(m.signals, name)
+                if ref is None or ref.tag not in {t.name for t in dev.tags}:
+                    continue
+                self._signals[(m.id, name)] = ResolvedSignal(
+                    m.id, name, dev.id, ref.tag, dev.polled(ref.tag), dev.poll_interval_s,
+                    dev.counter_modulus(ref.tag))
+
+    def iter_assets(self) -> Iterator[tuple[Asset, list[str]]]:
+        """Every asset with the ids of its ancestors (outermost first)."""
+
+        def walk(items: list[Asset], path: list[str]) -> Iterator[tuple[Asset, list[str]]]:
+            for a in items:
+                yield a, path
+                yield from walk(a.children, [*path, a.id])
+
+        yield from walk(self.assets, [])
+
+    def machines(self) -> list[Asset]:
+        return [a for a, _ in self.iter_assets() if a.kind == "machine"]
+
+    def device(self, device_id: str) -> DeviceBase:
+        for d in self.devices:
+            if d.id == device_id:
+                return d
+        raise KeyError(device_id)
+
+    def signal(self, machine_id: str, name: str) -> ResolvedSignal | None:
+        """The machine's signal `name` (state, total_count, ...), or None when it has none."""
+        return self._signals.get((machine_id, name))

@@ -1,0 +1,65 @@
+"""OPC UA device and tag keys (DESIGN.md "Plant config", opcua)."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from core.devices import DeviceBase, Model, TagBase
+
+
+class Deadband(Model):
+    type: Literal["absolute", "percent"]
+    value: float = Field(ge=0)
+
+
+class OpcUaTag(TagBase):
+    node: str
+    mode: Literal["subscribe", "poll"] = "subscribe"
+    sampling_ms: float = Field(default=1000, gt=0)
+    deadband: Deadband | None = None
+
+    @field_validator("node")
+    @classmethod
+    def _node(cls, v: str) -> str:
+        if not re.match(r"^(ns=\d+;|nsu=[^;]+;)?(i=\d+|s=.+|g=[0-9A-Fa-f-]{36}|b=.+)$", v):
+            raise ValueError(f"not an OPC UA node id: {v!r} (e.g. ns=2;s=Line1.Count, ns=2;i=1001, nsu=URI;s=Name)")
+        return v
+
+
+class Security(Model):
+    policy: Literal["None", "Basic256Sha256", "Aes256_Sha256_RsaPss", "Aes128_Sha256_RsaOaep"] = "None"
+    mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    certificate: str | None = None
+    private_key: str | None = None
+    trust_dir: str | None = None
+    username: str | None = None
+    password_env: str | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Security:
+        if (self.policy == "None") != (self.mode == "None"):
+            raise ValueError("security policy and mode must both be None or both be set")
+        if self.policy != "None" and not (self.certificate and self.private_key):
+            raise ValueError(f"security policy {self.policy} needs 'certificate' and 'private_key'")
+        return self
+
+
+class OpcUaDevice(DeviceBase):
+    driver: ClassVar[str] = "edge.drivers.opcua.driver:OpcUaDriver"
+
+    protocol: Literal["opcua"]
+    security: Security | None = None
+    tags: list[OpcUaTag] = Field(min_length=1)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not v.startswith("opc.tcp://"):
+            raise ValueError(f"opcua endpoint must start with opc.tcp://, got {v!r}")
+        return v
+
+    def polled(self, tag: str) -> bool:
+        return bool(self.tag(tag).mode == "poll")
