@@ -76,44 +76,48 @@ def role_plc(args: argparse.Namespace) -> None:
     from pymodbus.server import ModbusTcpServer
     from pymodbus.simulator import DataType, SimData, SimDevice
 
-    from simulator.modbus_server import ModbusPlc
-
     ntags = args.tags
 
-    class WidePlc(ModbusPlc):
-        """The project's ModbusPlc request path (_action copies the image in) with a wide register image."""
+    class WidePlc:
+        """A wide register image served the way simulator.modbus_server.ModbusPlc serves its machines: a
+        SimDevice per unit whose action hook copies the current image in before each request is answered."""
 
-        def __init__(self, machines: int, port: int) -> None:  # noqa: D107 - no Machine models needed
+        def __init__(self, machines: int, port: int) -> None:
             self.machines = list(range(machines))
-            self.host, self.port = HOST, port
-            self.fail_mode = None
+            self.port = port
             self.requests = 0
-            self._forced = {}
-            self._server = None
-            self._tick = 0
-            self._images = [{} for _ in self.machines]
+            self.tick = 0
+            self.images: list[list[int]] = [[] for _ in self.machines]
+            self.server: Any = None
             self.update()
 
         def update(self) -> None:
-            self._tick += 1
-            t = self._tick
+            self.tick += 1
+            t = self.tick
             for k in self.machines:
-                h = [(t * 7 + k * 131 + j) & 0xFFFF for j in range(ntags)]
-                self._images[k] = {"h": h, "i": [0], "d": [0], "c": [0]}
+                self.images[k] = [(t * 7 + k * 131 + j) & 0xFFFF for j in range(ntags)]
 
-        def _device(self, index: int) -> SimDevice:
+        async def action(self, index: int, function_code: int, start: int, address: int, count: int,
+                         registers: list[int], set_values: Any) -> None:
+            self.requests += 1
+            if function_code == 3 and set_values is None:
+                registers[: ntags] = self.images[index]
+
+        def device(self, index: int) -> SimDevice:
             return SimDevice(id=index + 1, simdata=(
                 [SimData(0, count=16, values=False, datatype=DataType.BITS)],
                 [SimData(0, count=16, values=False, datatype=DataType.BITS)],
                 [SimData(0, count=max(ntags, 1), values=0, datatype=DataType.REGISTERS)],
                 [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]),
-                action=partial(self._action, index))
+                action=partial(self.action, index))
 
         async def start(self) -> None:
-            server = ModbusTcpServer([self._device(k) for k in self.machines], address=(HOST, self.port),
-                                     ignore_missing_devices=True)
-            await server.serve_forever(background=True)
-            self._server = server
+            self.server = ModbusTcpServer([self.device(k) for k in self.machines], address=(HOST, self.port),
+                                          ignore_missing_devices=True)
+            await self.server.serve_forever(background=True)
+
+        async def stop(self) -> None:
+            await self.server.shutdown()
 
     async def main() -> None:
         plc = WidePlc(args.machines, args.plc_port)
@@ -175,13 +179,12 @@ def plant_dict(args: argparse.Namespace, buffer_path: str) -> dict[str, Any]:
 
 
 def role_edge(args: argparse.Namespace) -> None:
-    import edge.runner
     from core.plant import PlantConfig
+    from edge.drivers import driver_class
     from edge.runner import Edge
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    if args.source == "synthetic":
-        edge.runner.driver_class = lambda protocol: SyntheticDriver  # DeviceRunner resolves drivers through it
+    drivers = (lambda protocol: SyntheticDriver) if args.source == "synthetic" else driver_class
     cfg = PlantConfig.model_validate(plant_dict(args, args.buffer_path))
     if args.mode == "uplink":
         from edge.uplink import MqttSink
@@ -189,7 +192,7 @@ def role_edge(args: argparse.Namespace) -> None:
     else:
         from shopfloor.wiring import InProcessSink
         sink = InProcessSink(args.db_url)
-    e = Edge(cfg, sink)
+    e = Edge(cfg, sink, drivers=drivers)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -207,8 +210,8 @@ def role_edge(args: argparse.Namespace) -> None:
             emitted = sum(h.samples for h in e.stats.devices.values())
             connected = sum(1 for h in e.stats.devices.values() if h.connected)
             emit_json(event="tick", t=time.time(), emitted=emitted, buffered=e.buffer.queued_samples,
-                      unflushed=len(e._pending_samples), confirmed=e.forwarder.confirmed_samples,
-                      in_flight=len(e.forwarder._in_flight), sent=e.forwarder.sent_batches,
+                      unflushed=e.unflushed_samples, confirmed=e.forwarder.confirmed_samples,
+                      in_flight=e.forwarder.in_flight_batches, sent=e.forwarder.sent_batches,
                       resent=e.forwarder.resent_batches, dropped=e.buffer.dropped_samples,
                       connected=connected, loop_lag_s=round(lag, 3))
             if time.time() - t0 >= args.seconds:
@@ -237,7 +240,7 @@ def role_collector(args: argparse.Namespace) -> None:
     def report() -> None:
         while not stop.wait(1.0):
             emit_json(event="tick", t=time.time(), messages=c.stats.messages, batches=c.stats.batches,
-                      written=c.stats.samples_written, duplicates=c.stats.duplicates, queue=c._queue.qsize())
+                      written=c.stats.samples_written, duplicates=c.stats.duplicates, queue=c.queued_messages)
 
     threading.Thread(target=report, daemon=True).start()
     emit_json(event="started")
@@ -375,10 +378,12 @@ def analyse(url: str, w0: float, w1: float) -> dict[str, Any]:
 
 def raw_copy_reference(url: str, limit: int, batch: int) -> tuple[float, int]:
     """The floor: the pipeline's own rows copied back with one binary COPY + commit per batch, best of 2."""
-    from collector.writer import _COLS, _COPY_SAMPLES, TYPES
+    from collector.writer import COLUMNS, COPY_SAMPLES, TYPES
+
+    cols = ", ".join(COLUMNS)
 
     with psycopg.connect(url, autocommit=True) as c:
-        rows = c.execute(f"SELECT {_COLS} FROM samples ORDER BY ingested_at LIMIT %s", (limit,)).fetchall()
+        rows = c.execute(f"SELECT {cols} FROM samples ORDER BY ingested_at LIMIT %s", (limit,)).fetchall()
     best = 0.0
     for _ in range(2):
         with psycopg.connect(url, autocommit=True) as c:
@@ -387,7 +392,7 @@ def raw_copy_reference(url: str, limit: int, batch: int) -> tuple[float, int]:
         with psycopg.connect(url) as c:
             t = time.perf_counter()
             for i in range(0, len(rows), batch):
-                with c.cursor() as cur, cur.copy(_COPY_SAMPLES) as cp:
+                with c.cursor() as cur, cur.copy(COPY_SAMPLES) as cp:
                     cp.set_types(TYPES)
                     for r in rows[i:i + batch]:
                         cp.write_row(r)

@@ -37,7 +37,7 @@ from benchdb import create_db, drop_db, timescaledb_available  # noqa: E402
 from collector.db import bucket_sql  # noqa: E402
 from collector.writer import SampleWriter  # noqa: E402
 from core.record import Sample  # noqa: E402
-from kpi.sources import _SERIES_SQL, read_series  # noqa: E402
+from kpi.sources import SERIES_SQL, read_series  # noqa: E402
 
 MONTH0 = datetime(2024, 6, 1, tzinfo=UTC)
 INGEST0_US = 1_720_000_000_000_000  # 2024-07-03, after the month so the two never overlap
@@ -249,7 +249,7 @@ def main() -> int:
                 if label == "timescaledb":
                     chunks_total = int(c.execute("SELECT count(*) FROM timescaledb_information.chunks "
                                                  "WHERE hypertable_name = 'samples'").fetchone()[0])  # type: ignore[index]
-                plan = explain(c, _SERIES_SQL, params)
+                plan = explain(c, SERIES_SQL, params)
                 facts = plan_facts(plan)
                 print(f"\n  --- {label}: EXPLAIN (ANALYZE, BUFFERS) of kpi.sources read_series, device dev-07, tag-1, "
                       f"{start:%Y-%m-%d} (one UTC day) ---")
@@ -261,7 +261,7 @@ def main() -> int:
                           "(the window's day + the day before for the 'last sample before start')")
                 print(f"  indexes used: {', '.join(facts['indexes']) or 'none (sequential scan)'}; "
                       f"buffers shared hit={facts['hit']} read={facts['read']}")
-                window_sql = _SERIES_SQL.split("UNION ALL")[1].strip()
+                window_sql = SERIES_SQL.split("UNION ALL")[1].strip()
                 window = plan_facts(explain(c, window_sql, params))
                 if label == "timescaledb":
                     print(f"  the window part alone (ts >= start AND ts < end): {len(window['chunks_listed'])} chunk(s) "
@@ -269,7 +269,7 @@ def main() -> int:
                           f"{', '.join(window['indexes'])}")
                 else:
                     print(f"  the window part alone (ts >= start AND ts < end): indexes {', '.join(window['indexes'])}")
-                times[label] = median_time(lambda c=c: c.execute(_SERIES_SQL, params).fetchall(), 21)
+                times[label] = median_time(lambda c=c: c.execute(SERIES_SQL, params).fetchall(), 21)
                 month_reads(c, "dev-07", args.tags, args.days)  # warm
                 rows = [0]
 

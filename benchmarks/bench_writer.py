@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchdb import create_db, drop_db, timescaledb_available  # noqa: E402
 
-from collector.writer import _COPY_SAMPLES, TYPES, SampleWriter, sample_rows, ts_from_us  # noqa: E402
+from collector.writer import COPY_SAMPLES, TYPES, SampleWriter, sample_rows, ts_from_us  # noqa: E402
 from core.record import Sample  # noqa: E402
 
 T0 = 1_717_200_000_000_000  # 2024-06-01T00:00:00Z
@@ -60,7 +60,7 @@ def raw_copy(url: str, rows: list[tuple[object, ...]], batch: int) -> None:
     """The floor: pre-built tuples, one binary COPY per batch, one transaction each, nothing else."""
     with psycopg.connect(url) as c:
         for i in range(0, len(rows), batch):
-            with c.cursor() as cur, cur.copy(_COPY_SAMPLES) as cp:
+            with c.cursor() as cur, cur.copy(COPY_SAMPLES) as cp:
                 cp.set_types(TYPES)
                 for r in rows[i:i + batch]:
                     cp.write_row(r)

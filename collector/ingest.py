@@ -144,6 +144,11 @@ class Collector:
         self.client.on_disconnect = self._on_disconnect
         self.connected = threading.Event()
 
+    @property
+    def queued_messages(self) -> int:
+        """Messages received from the broker and not yet written."""
+        return self._queue.qsize()
+
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object = None) -> None:
         if getattr(rc, "is_failure", False):
             log.error("broker=%s:%d event=connect_refused reason=%s", self.host, self.port, rc)

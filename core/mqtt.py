@@ -5,6 +5,8 @@ paho-mqtt is imported only when a client is made, so the core stays importable w
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse, urlunparse
@@ -12,7 +14,14 @@ from urllib.parse import unquote, urlparse, urlunparse
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
 
+from core.errors import ConfigError
+
 SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
+log = logging.getLogger(__name__)
+
+
+class BrokerUrlError(ConfigError, ValueError):
+    """A broker URL that cannot be used (a ValueError too, so config validators report it per field)."""
 
 
 @dataclass(frozen=True)
@@ -28,18 +37,18 @@ class BrokerUrl:
 
 
 def parse_broker_url(url: str) -> BrokerUrl:
-    """mqtt://[user[:pass]@]host[:port] or mqtts://...; ValueError naming what is wrong.
+    """mqtt://[user[:pass]@]host[:port] or mqtts://...; BrokerUrlError (a ValueError) naming what is wrong.
 
     User and password are percent-decoded, so a password with @ : / % can be written as %40 %3A %2F %25.
     """
     u = urlparse(url)
     if u.scheme not in SCHEMES or not u.hostname:
-        raise ValueError(f"broker URL must be mqtt://host:1883 or mqtts://host:8883, got {redact_url(url)!r}")
+        raise BrokerUrlError(f"broker URL must be mqtt://host:1883 or mqtts://host:8883, got {redact_url(url)!r}")
     tls = SCHEMES[u.scheme]
     try:
         port = u.port or (8883 if tls else 1883)
     except ValueError as exc:
-        raise ValueError(f"broker URL {redact_url(url)!r}: {exc}") from exc
+        raise BrokerUrlError(f"broker URL {redact_url(url)!r}: {exc}") from exc
     return BrokerUrl(u.hostname, port, tls, unquote(u.username) if u.username else None,
                      unquote(u.password) if u.password is not None else None)
 
@@ -74,4 +83,21 @@ def mqtt_client(broker_url: str, client_id: str, version: Any = None, **kwargs: 
         client.username_pw_set(b.username, b.password)
     if b.tls:
         client.tls_set()
+    client.on_connect_fail = _connect_fail_logger(b)
     return client, b.host, b.port
+
+
+def _connect_fail_logger(b: BrokerUrl, every_s: float = 60.0) -> Any:
+    """paho on_connect_fail: one line naming the broker and what to check, then at most once a minute."""
+    state = {"attempts": 0, "logged": -every_s}
+
+    def on_connect_fail(client: Any, userdata: Any) -> None:
+        state["attempts"] += 1
+        now = time.monotonic()
+        if now - state["logged"] >= every_s:
+            state["logged"] = now
+            log.warning("broker=%s event=broker_unreachable attempts=%d hint='check that the MQTT broker is "
+                        "running and reachable at %s (--broker-url or SHOPFLOOR_BROKER_URL); retrying'",
+                        b, state["attempts"], b)
+
+    return on_connect_fail

@@ -50,14 +50,16 @@ class DeviceRunner:
     """Connect, read, reconnect one device forever; push samples and status changes to the edge."""
 
     def __init__(self, device: Any, emit: Callable[[list[Sample], list[StatusEvent]], None],
-                 health: DeviceHealth, backoff_max_s: float = 30.0, config_dir: str | None = None) -> None:
+                 health: DeviceHealth, backoff_max_s: float = 30.0, config_dir: str | None = None,
+                 drivers: Callable[[str], Any] = driver_class) -> None:
+        """drivers: protocol -> driver class (default: the registry); a test or benchmark may pass its own."""
         self.device = device
         self.emit = emit
         self.health = health
         self.backoff_max_s = backoff_max_s
         self.log = logging.getLogger(f"edge.device.{device.id}")
         ctx = DriverContext(self.log, Path(config_dir) if config_dir else Path.cwd())
-        self.driver = driver_class(device.protocol)(device, ctx)
+        self.driver = drivers(device.protocol)(device, ctx)
         self.driver.on_state = self._on_device_state
 
     def _set_state(self, connected: bool, reason: str) -> None:
@@ -146,8 +148,9 @@ class Edge:
 
     def __init__(self, cfg: PlantConfig, sink: Sink, buffer_path: str | None = None,
                  gateway_id: str | None = None, device_ids: list[str] | None = None,
-                 config_dir: str | None = None) -> None:
-        """config_dir: folder of the plant file; relative certificate and key paths resolve against it."""
+                 config_dir: str | None = None, drivers: Callable[[str], Any] = driver_class) -> None:
+        """config_dir: folder of the plant file; relative certificate and key paths resolve against it.
+        drivers: protocol -> driver class (default: the `shopfloor.drivers` registry)."""
         self.cfg = cfg
         self.gateway_id = gateway_id or cfg.edge.gateway_id or socket.gethostname()
         self.buffer = StoreAndForward(buffer_path or cfg.edge.buffer_path, self.gateway_id,
@@ -160,8 +163,13 @@ class Edge:
         for d in devices:
             health = DeviceHealth(d.id, d.protocol)
             self.stats.devices[d.id] = health
-            self.runners.append(DeviceRunner(d, self._emit, health, config_dir=config_dir))
+            self.runners.append(DeviceRunner(d, self._emit, health, config_dir=config_dir, drivers=drivers))
         self.forwarder = Forwarder(self.buffer, sink, cfg.edge.batch_max_samples)
+
+    @property
+    def unflushed_samples(self) -> int:
+        """Samples read but not yet written to the disk buffer."""
+        return len(self._pending_samples)
 
     def _emit(self, samples: list[Sample], events: list[StatusEvent]) -> None:
         self._pending_samples.extend(samples)

@@ -77,6 +77,11 @@ class Forwarder:
         self.confirmed_samples = 0
         sink.on_ack = self._on_ack
 
+    @property
+    def in_flight_batches(self) -> int:
+        """Batches sent and not yet confirmed by the collector."""
+        return len(self._in_flight)
+
     def wake(self) -> None:
         if self._wake is not None:
             self._wake.set()

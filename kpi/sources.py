@@ -17,7 +17,7 @@ from kpi.networking import reporting_matrix
 from kpi.statemodel import REDUCED_SPEED_WINDOW_S, micro_stop_s, reduced_speed_ratio, state_max_hold_s
 
 _US = "(extract(epoch FROM ts) * 1000000)::bigint"
-_SERIES_SQL = f"""
+SERIES_SQL = f"""
 (SELECT {_US}, value, value_text, quality FROM samples
   WHERE device_id = %(dev)s AND tag = %(tag)s AND ts < %(start)s ORDER BY ts DESC LIMIT 1)
 UNION ALL
@@ -55,7 +55,7 @@ def read_numbers(conn: psycopg.Connection[Any], device: str, tag: str, start: da
 def read_series(conn: psycopg.Connection[Any], device: str, tag: str, start: datetime,
                 end: datetime) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
     """(ts us, value with bad quality as NaN, value_text): the last sample before start, then the window."""
-    rows = conn.execute(_SERIES_SQL, {"dev": device, "tag": tag, "start": start, "end": end}).fetchall()
+    rows = conn.execute(SERIES_SQL, {"dev": device, "tag": tag, "start": start, "end": end}).fetchall()
     ts = np.array([r[0] for r in rows], dtype=np.int64)
     values = np.array([np.nan if r[1] is None or r[3] == "bad" else r[1] for r in rows], dtype=np.float64)
     return ts, values, [r[2] for r in rows]

@@ -87,7 +87,7 @@ def run_demo(database_url: str | None, broker_url: str | None, workdir: Path, du
         kpi_thread = threading.Thread(target=run_forever, args=(database_url, cfg),
                                       kwargs={"interval_s": 15.0, "stop_event": stop_threads}, daemon=True)
     except ImportError:
-        typer.echo("KPI job not available in this build; raw data only", err=True)
+        typer.echo("the KPI job needs the kpi extra (pip install 'shopfloor[kpi]'); showing raw data only", err=True)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -8,6 +8,7 @@ import typer
 
 from core.errors import ShopfloorError
 from shopfloor.cli import collector_cmd, config_cmd, db_cmd, edge_cmd, kpi_cmd, simulate_cmd
+from shopfloor.cli.common import database_problem, missing_extra
 
 app = typer.Typer(help="Shop-floor data collector and KPI engine: PLCs -> edge -> collector -> KPIs.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -29,3 +30,29 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except ModuleNotFoundError as exc:  # a command of a stage whose extra is not installed
+        line = missing_extra(exc, command_path(sys.argv[1:]))
+        if line is None:
+            raise
+        typer.echo(f"error: {line}", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        line = database_problem(exc, None)
+        if line is None:
+            raise
+        typer.echo(f"error: {line}", err=True)
+        sys.exit(1)
+
+
+def command_path(args: list[str]) -> list[str]:
+    """The (sub)command names at the start of the arguments, e.g. ["kpi", "run"]."""
+    import click
+
+    cmd: click.Command = typer.main.get_command(app)
+    path: list[str] = []
+    for arg in args:
+        if not isinstance(cmd, click.Group) or arg not in cmd.commands:
+            break
+        cmd = cmd.commands[arg]
+        path.append(arg)
+    return path

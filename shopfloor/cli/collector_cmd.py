@@ -17,6 +17,7 @@ from shopfloor.cli.common import (
     load,
     need,
     parse_time,
+    reaching_database,
     setup_logging,
 )
 
@@ -35,14 +36,18 @@ def collector_run(ctx: typer.Context, config: ConfigOpt = None, database_url: Db
     url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
     broker = need(broker_url, "--broker-url", "SHOPFLOOR_BROKER_URL")
     from collector.service import run_collector
+    from core.mqtt import parse_broker_url
+
+    parse_broker_url(broker)  # a bad URL is one line before anything starts
     from shopfloor.wiring import prepare_database
 
     cfg = load(config) if config else None
-    prepare_database(url, cfg)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run_collector(url, broker, cfg, stop, client_id=client_id)
+    with reaching_database(url):
+        prepare_database(url, cfg)
+        run_collector(url, broker, cfg, stop, client_id=client_id)
 
 
 @collector_app.command("status")
@@ -63,7 +68,7 @@ def collector_status(config: ConfigOpt = None, database_url: DbOpt = None,
     while True:
         end = parse_time(until, "--to") if until else datetime.now(UTC)
         start = parse_time(since, "--from") if since else end - timedelta(hours=1)
-        with psycopg.connect(url) as conn:
+        with reaching_database(url), psycopg.connect(url, connect_timeout=10) as conn:
             rate = networking_rate(conn, cfg, scope, start, end)
         typer.echo(format_status(rate))
         if not watch:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +13,7 @@ from shopfloor.cli.common import (
     fail,
     load,
     need,
+    reaching_database,
 )
 
 db_app = typer.Typer(help="Database schema and housekeeping.", no_args_is_help=True)
@@ -25,11 +26,16 @@ def db_migrate(database_url: DbOpt = None,
                                                  "is not a terminal).")] = False,
                config: ConfigOpt = None) -> None:
     """Create or upgrade the schema (hypertables where TimescaleDB exists, plain tables otherwise)."""
+    url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
+    cfg = load(config) if config is not None else None
+    with reaching_database(url):
+        _migrate(url, cfg, config, timescaledb, yes)
+
+
+def _migrate(url: str, cfg: Any, config: Any, timescaledb: bool, yes: bool) -> None:
     from collector.db import conversion_plan, migrate, sync_assets
     from shopfloor.stages import schema_dirs
 
-    url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
-    cfg = load(config) if config is not None else None
     if timescaledb:
         plan = conversion_plan(url, schema_dirs())
         if plan:
@@ -59,7 +65,9 @@ def db_info_cmd(database_url: DbOpt = None,
     """Which path is in use (TimescaleDB or plain), extension version and license, table sizes and chunks."""
     from collector.db import db_info, format_db_info
 
-    typer.echo(format_db_info(db_info(need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL"), days)))
+    url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
+    with reaching_database(url):
+        typer.echo(format_db_info(db_info(url, days)))
 
 
 @db_app.command("retention")
@@ -74,5 +82,5 @@ def db_retention(database_url: DbOpt = None, config: ConfigOpt = None,
     keep = days if days is not None else (load(config).plant.retention_days if config else None)
     if not keep:
         raise fail("no retention configured: set plant.retention_days or pass --days", 2)
-    with psycopg.connect(url, autocommit=True) as conn:
+    with reaching_database(url), psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         typer.echo(str(enforce_retention(conn, keep)))

@@ -15,6 +15,7 @@ from shopfloor.cli.common import (
     LogOpt,
     fail,
     load,
+    reaching_database,
     run_until_signal,
     setup_logging,
 )
@@ -41,7 +42,8 @@ def edge_run(ctx: typer.Context, config: ConfigOpt = None, broker_url: BrokerOpt
     elif database_url:
         from shopfloor.wiring import single_node
 
-        sink = single_node(database_url, cfg, threading.Event())
+        with reaching_database(database_url):
+            sink = single_node(database_url, cfg, threading.Event())
     else:
         raise fail("give --broker-url (publish to the uplink) or --database-url (single-node mode)", 2)
     edge = Edge(cfg, sink, buffer_path=buffer, gateway_id=gateway_id, config_dir=str(Path(str(config)).parent))

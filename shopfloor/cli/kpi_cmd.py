@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -17,6 +18,7 @@ from shopfloor.cli.common import (
     load,
     need,
     parse_time,
+    reaching_database,
     setup_logging,
 )
 
@@ -33,7 +35,8 @@ def kpi_run(config: ConfigOpt = None, database_url: DbOpt = None,
     cfg = load(config)
     url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
     if once:
-        typer.echo(report_line("kpi run", run_once(url, cfg)))
+        with reaching_database(url):
+            typer.echo(report_line("kpi run", run_once(url, cfg)))
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -53,16 +56,20 @@ def kpi_backfill(config: ConfigOpt = None, database_url: DbOpt = None,
     start, end = parse_time(need(since, "--from", "-"), "--from"), parse_time(need(until, "--to", "-"), "--to")
     if end <= start:
         raise fail("--to must be after --from", 2)
-    with typer.progressbar(length=1000, label="backfill", file=sys.stderr) as bar:
-        done = [0]
-
-        def progress(fraction: float, *_: Any) -> None:
-            n = int(fraction * 1000)
-            bar.update(n - done[0])
-            done[0] = n
-
-        report = backfill(url, cfg, start, end, progress=progress)
+    with reaching_database(url), typer.progressbar(length=1, label="backfill", file=sys.stderr) as bar:
+        report = backfill(url, cfg, start, end, progress=chunk_progress(bar))
     typer.echo(report_line("backfill", report))
+
+
+def chunk_progress(bar: Any) -> Callable[[int, int], None]:
+    """The backfill's progress(done, total) callback: moves `bar` to `done` of `total` chunks."""
+
+    def progress(done: int, total: int) -> None:
+        if bar.length != total:  # the chunk count is known once the machines' windows are
+            bar.length = total
+        bar.update(done - bar.pos)
+
+    return progress
 
 
 def report_line(what: str, report: Any) -> str:
