@@ -36,6 +36,7 @@ timescaledb:
 	bash deploy/timescaledb.sh
 
 bench: venv
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/bench_writer.py
 	$(BIN)/python benchmarks/bench_modbus.py
 	$(BIN)/python benchmarks/bench_opcua.py

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchdb import create_db, drop_db, timescaledb_available  # noqa: E402
 
-from collector.writer import COPY_SAMPLES, TYPES, SampleWriter, sample_rows, ts_from_us  # noqa: E402
+from collector.writer import COLUMNS, COPY_SAMPLES, TYPES, SampleWriter, sample_rows, ts_from_us  # noqa: E402
 from core.record import Sample  # noqa: E402
 
 T0 = 1_717_200_000_000_000  # 2024-06-01T00:00:00Z
@@ -46,8 +46,14 @@ def truncate(url: str) -> None:
 
 def dt_rows(samples: list[Sample]) -> list[tuple[object, ...]]:
     """The same rows the way a psycopg user writes them: aware datetimes, standard dumpers."""
-    return [(ts_from_us(r[0]), *r[1:7], None if r[7] is None else ts_from_us(r[7]), *r[8:])
-            for r in sample_rows(samples)]
+    times = [COLUMNS.index("ts"), COLUMNS.index("server_ts")]
+    out = []
+    for r in sample_rows(samples):
+        row = list(r)
+        for i in times:
+            row[i] = None if row[i] is None else ts_from_us(row[i])
+        out.append(tuple(row))
+    return out
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -74,9 +80,8 @@ def writer(url: str, samples: list[Sample], batch: int) -> None:
 
 
 def executemany(url: str, samples: list[Sample], batch: int) -> None:
-    sql = """INSERT INTO samples (ts, device_id, tag, value, value_text, quality, status_code, server_ts, historical,
-             gateway_id, boot_epoch, seq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-             ON CONFLICT DO NOTHING"""
+    sql = (f"INSERT INTO samples ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
+           "ON CONFLICT DO NOTHING")
     with psycopg.connect(url) as c:
         for i in range(0, len(samples), batch):
             with c.cursor() as cur:
