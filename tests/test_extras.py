@@ -80,9 +80,7 @@ def test_the_blocker_blocks(tmp_path: Path) -> None:
 
 def test_help_needs_only_the_core(tmp_path: Path) -> None:
     w = Without(tmp_path, EVERY_EXTRA)
-    for command in (["--help"], ["edge", "--help"], ["collector", "--help"], ["collector", "status", "--help"],
-                    ["kpi", "run", "--help"], ["kpi", "backfill", "--help"], ["db", "migrate", "--help"],
-                    ["simulate", "--help"], ["demo", "--help"], ["config", "check", PLANT]):
+    for command in (["--help"], ["edge", "--help"], ["kpi", "run", "--help"], ["config", "check", PLANT]):
         r = w.run(*command)
         assert r.returncode == 0, (command, r.stderr)
     assert w.attempts() == []
@@ -105,10 +103,10 @@ def test_command_without_its_extra_names_the_extra(tmp_path: Path, blocked: tupl
         f"pip install 'shopfloor[{extra}]'")
 
 
-@pytest.fixture
-def factory(tmp_path: Path) -> Iterator[Path]:
+@pytest.fixture(scope="module")
+def factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """`shopfloor simulate` with one Modbus TCP and one OPC UA machine on loopback; yields its plant file."""
-    plant, mb, ua = tmp_path / "plant.yaml", free_port(), free_port()
+    plant, mb, ua = tmp_path_factory.mktemp("factory") / "plant.yaml", free_port(), free_port()
     proc = subprocess.Popen([sys.executable, "-m", "shopfloor.cli", "simulate", "--modbus", "1", "--opcua", "1",
                              "--mqtt", "0", "--sparkplug", "0", "--modbus-port", str(mb), "--opcua-port", str(ua),
                              "--write-config", str(plant), "--log-level", "warning"],
@@ -179,7 +177,7 @@ def test_gateway_install_runs_the_edge_in_uplink_mode(factory: Path, broker: tup
 
 @pytest.mark.integration
 @pytest.mark.plain_only
-def test_edge_and_collector_install_runs_single_node_mode(factory: Path, db: str, tmp_path: Path) -> None:
+def test_edge_and_collector_install_runs_single_node_mode(db: str, factory: Path, tmp_path: Path) -> None:
     """`.[edge,collector]`: no numba, no web stack; samples from Modbus and OPC UA reach the database."""
     w = Without(tmp_path, KPI_AND_WEB)
     edge = w.popen("edge", "--config", str(factory), "--database-url", db, "--buffer", str(tmp_path / "buf.sqlite"))
@@ -205,7 +203,7 @@ def test_fresh_gateway_venv_has_help_and_no_kpi_stack(tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py, sf = env_dir / "bin" / "python", env_dir / "bin" / "shopfloor"
-    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", f"{src}[edge]"], capture_output=True, text=True,
+    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check", f"{src}[edge]"], capture_output=True, text=True,
                          timeout=600)
     assert pip.returncode == 0, pip.stderr[-2000:]
     for command in (["--help"], ["edge", "--help"], ["config", "check", str(src / "examples" / "plant.yaml")]):

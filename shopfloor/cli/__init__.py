@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -46,13 +47,12 @@ def main() -> None:
 
 def command_path(args: list[str]) -> list[str]:
     """The (sub)command names at the start of the arguments, e.g. ["kpi", "run"]."""
-    import click
-
-    cmd: click.Command = typer.main.get_command(app)
+    cmd: Any = typer.main.get_command(app)
     path: list[str] = []
     for arg in args:
-        if not isinstance(cmd, click.Group) or arg not in cmd.commands:
+        commands = getattr(cmd, "commands", None) or {}  # groups have them (typer's own click types)
+        if arg not in commands:
             break
-        cmd = cmd.commands[arg]
+        cmd = commands[arg]
         path.append(arg)
     return path
