@@ -14,7 +14,6 @@ import ssl
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -22,6 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from core.errors import ConfigError
+from core.mqtt import parse_broker_url
 from core.record import now_us
 from edge.errors import NotConnected
 
@@ -61,10 +61,8 @@ class MqttSession:
     def __init__(self, endpoint: str, *, client_id_prefix: str, mqtt_version: str = "5",
                  username: str | None = None, password: str | None = None, ca_file: str | None = None,
                  timeout_s: float = 3.0, keepalive_s: int = 30, log: logging.Logger | None = None) -> None:
-        u = urlparse(endpoint)
-        self.tls = u.scheme == "mqtts"
-        self.host = u.hostname or "127.0.0.1"
-        self.port = u.port or (8883 if self.tls else 1883)
+        broker = parse_broker_url(endpoint)  # checked when the config loaded
+        self.tls, self.host, self.port = broker.tls, broker.host, broker.port
         self.endpoint = endpoint
         self.client_id = f"{client_id_prefix}-{uuid.uuid4().hex[:8]}"
         self.protocol = MQTTProtocolVersion.MQTTv5 if mqtt_version == "5" else MQTTProtocolVersion.MQTTv311

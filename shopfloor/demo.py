@@ -57,10 +57,10 @@ def run_demo(database_url: str | None, broker_url: str | None, workdir: Path, du
         database_url, pg = embedded_postgres(workdir / "pg")
     broker = None
     if broker_url:
-        from urllib.parse import urlparse
+        from core.mqtt import parse_broker_url
 
-        u = urlparse(broker_url)
-        bhost, bport, bkind, mqtt5 = u.hostname or "127.0.0.1", u.port or 1883, "given", True
+        b = parse_broker_url(broker_url)
+        bhost, bport, bkind, mqtt5 = b.host, b.port, "given", True
     else:
         broker = EmbeddedBroker(workdir)
         broker.start()

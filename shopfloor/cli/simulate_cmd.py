@@ -42,14 +42,13 @@ def simulate(modbus: Annotated[int, typer.Option(help="Machines behind the Modbu
              log_level: LogOpt = "info") -> None:
     """Play a simulated factory on real OPC UA, Modbus TCP and MQTT/Sparkplug endpoints on loopback."""
     setup_logging(log_level)
-    from urllib.parse import urlparse
-
+    from core.mqtt import parse_broker_url
     from simulator.factory import Factory, FactoryPlan
 
-    b = urlparse(broker_url or "mqtt://127.0.0.1:1883")
+    b = parse_broker_url(broker_url or "mqtt://127.0.0.1:1883")
     plan = FactoryPlan(modbus=modbus, opcua=opcua, mqtt=mqtt, sparkplug=sparkplug, seed=seed, speed=speed,
-                       modbus_port=modbus_port, opcua_port=opcua_port, broker_host=b.hostname or "127.0.0.1",
-                       broker_port=b.port or 1883, counter_bits=counter_bits, duration_scale=state_scale)
+                       modbus_port=modbus_port, opcua_port=opcua_port, broker_host=b.host,
+                       broker_port=b.port, counter_bits=counter_bits, duration_scale=state_scale)
     factory = Factory(plan)
     if write_config:
         factory.write_config(write_config)

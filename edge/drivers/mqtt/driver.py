@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from paho.mqtt.client import topic_matches_sub
 
 from core.record import Quality, Sample
+from core.times import to_us
 from edge.driver import DriverContext, StateListener
 from edge.drivers.mqtt.config import MqttDevice, MqttTag
 from edge.errors import NotConnected
@@ -41,7 +42,7 @@ def parse_timestamp_us(raw: Any) -> int:
             dt = datetime.fromisoformat(raw.strip())
             if dt.tzinfo is None:
                 dt = dt.replace(tzinfo=UTC)  # a naive time on the wire is read as UTC
-            return int(dt.timestamp() * 1_000_000)
+            return to_us(dt)
     if not isinstance(raw, int | float):
         raise ValueError(f"not a timestamp: {type(raw).__name__}")
     mag = abs(raw)
