@@ -90,7 +90,8 @@ def compute_machine(conn: psycopg.Connection[Any], cfg: PlantConfig, machine: As
             clock.lap("read")
         es = machine_elements(inp, b, to_us(data_end), cal)
         clock.lap("kernels")
-        rows += bucket_rows(cfg, machine.id, True, b, es.values, es.why, es.input_rows, es.coverage, until_us, prov)
+        rows += bucket_rows(cfg, machine.id, True, b, es.values, es.why, es.input_rows, es.coverage, until_us, prov,
+                            es.events, es.why_at)
         clock.lap("glue")
     out = write_rows(conn, rows)
     clock.lap("write")
