@@ -57,6 +57,16 @@ def write_watermark(conn: psycopg.Connection[Any], asset_id: str, until: datetim
                       computed_at = excluded.computed_at""", (asset_id, until, run_started))
 
 
+def backfill_watermark(conn: psycopg.Connection[Any], asset_id: str, start: datetime, until: datetime,
+                       run_started: datetime) -> None:
+    """After a backfill of [start, until): a first watermark at `until`; an existing one moves forward only when
+    the backfill reached it (start <= computed_until), and keeps its run time (late-sample detection)."""
+    conn.execute("""INSERT INTO kpi_watermarks (asset_id, computed_until, computed_at) VALUES (%s, %s, %s)
+                    ON CONFLICT (asset_id) DO UPDATE SET
+                      computed_until = greatest(kpi_watermarks.computed_until, excluded.computed_until)
+                    WHERE kpi_watermarks.computed_until >= %s""", (asset_id, until, run_started, start))
+
+
 def try_lock(conn: psycopg.Connection[Any], asset_id: str) -> bool:
     """Claim an asset for this worker (session-level advisory lock); False when another worker holds it."""
     row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (asset_id,)).fetchone()
