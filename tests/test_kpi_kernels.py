@@ -57,6 +57,12 @@ class TestHandWorked:
         assert step(65_000.0, 0.0, M32, WRAP, 0.1, 0.0) == (0.0, K.counters.RESET)
         assert step(65_530.0, 5.0, 0.0, WRAP, 0.1, 0.0) == (5.0, K.counters.RESET)
         assert step(65_530.0, 5.0, M16, WRAP, 0.1, 0.0) == (11.0, K.counters.ROLLOVER)
+        # the boundaries as documented: wrap <= 1/16 of the modulus, new <= ratio x old, new < reset_below
+        assert step(15.0, 0.0, 16.0, WRAP, 0.0, 0.0) == (1.0, K.counters.ROLLOVER)
+        assert step(14.0, 0.0, 16.0, WRAP, 0.0, 0.0) == (0.0, K.counters.RESET)
+        assert step(100.0, 10.0, 0.0, WRAP, 0.1, 0.0) == (10.0, K.counters.RESET)
+        assert step(1001.0, 1000.0, 0.0, WRAP, 0.1, 1000.0) == (0.0, K.counters.CORRECTION)
+        assert step(1001.0, 999.0, 0.0, WRAP, 0.1, 1000.0) == (999.0, K.counters.RESET)
 
     def test_counter_bucket_sums_with_nan_and_baseline_before_window(self, variant: str) -> None:
         sums = self.pick(K.counter_bucket_sums, variant)
@@ -167,12 +173,13 @@ def rule_args(rule: R.CounterRule) -> tuple[float, float, float, float]:
     return rule.modulus or 0.0, rule.wrap_fraction, rule.reset_ratio, rule.reset_below
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(ts=times, data=st.data(), e=edges, cal=edges, rule=rules)
 def test_counter_kernel_equals_reference(ts: list[int], data: st.DataObject, e: list[int], cal: list[int],
                                          rule: R.CounterRule) -> None:
+    edges_of_rule = st.sampled_from([0, 1, 5, 10, 50, 100, 500, 1000, 1001, 65535, 2**32 - 1])  # rule boundaries
     big = st.one_of(st.integers(0, 2**16 - 1), st.integers(2**32 - 5000, 2**32 - 1), st.integers(0, 10_000),
-                    st.integers(-50, -1))
+                    st.integers(-50, -1), edges_of_rule, edges_of_rule)
     values = data.draw(st.lists(st.one_of(big.map(float), st.just(math.nan)), min_size=len(ts), max_size=len(ts)))
     bs, be, bl = buckets_of(e)
     cs, ce, cl = buckets_of(cal[:2])
