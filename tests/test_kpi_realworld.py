@@ -337,3 +337,28 @@ def test_cli_reads_plant_clock_says_widened_prints_flags_and_one_line_failures(
     assert errors and all("simulated read failure" in line for line in errors)
     assert errors[0].startswith("error: backfill: m1: buckets starting 2024-01-10 00:00 CET")
     assert "Traceback" not in res.output
+
+
+def test_migration_032_upgrades_an_existing_kpi_table(empty_db: str, tmp_path: Any) -> None:
+    import shutil
+
+    from collector.db import migrate
+    from shopfloor.stages import schema_dirs
+
+    dirs = schema_dirs()
+    old = tmp_path / "kpi"
+    old.mkdir()
+    for f in ("030_kpi.sql", "031_kpi.timescaledb.sql"):
+        shutil.copy(next(d for d in dirs if d.name == "schema" and d.parent.name == "kpi") / f, old / f)
+    migrate(empty_db, log=lambda _: None, schema_dirs=[dirs[0], old])
+    with psycopg.connect(empty_db) as c:
+        c.execute("""INSERT INTO kpi_values (bucket_start, bucket, asset_id, kpi, value, shift_name, provenance)
+                     VALUES ('2024-01-09 23:00+00', 'shift', 'm1', 'oee', 0.5, 'night', '{"timezone": "Europe/Berlin"}'),
+                            ('2024-01-09 23:00+00', 'day', 'm1', 'oee', 0.4, NULL, '{"timezone": "Europe/Berlin"}')""")
+    migrate(empty_db, log=lambda _: None, schema_dirs=dirs)
+    with psycopg.connect(empty_db) as c:
+        rows = c.execute("SELECT bucket, shift_key, bucket_date FROM kpi_values ORDER BY bucket").fetchall()
+        assert rows == [("day", "", date(2024, 1, 10)), ("shift", "night", date(2024, 1, 10))]
+        # a second shift at the same instant is a row of its own now
+        c.execute("""INSERT INTO kpi_values (bucket_start, bucket, asset_id, kpi, value, shift_name, shift_key)
+                     VALUES ('2024-01-09 23:00+00', 'shift', 'm1', 'oee', 0.6, 'early', 'early')""")
