@@ -52,12 +52,12 @@ def rollup(conn: psycopg.Connection[Any], cfg: PlantConfig, start: datetime, end
     grp = groups(cfg)
     machines = sorted({m for ms in grp.values() for m in ms})
     m_index = {m: i for i, m in enumerate(machines)}
-    keys: dict[tuple[str, datetime], int] = {}
+    keys: dict[tuple[str, datetime, str | None], int] = {}
     meta: list[tuple[str, int, int, str | None]] = []
     cells: dict[tuple[int, int], dict[str, float]] = defaultdict(dict)
     reasons: dict[str, str] = {}
     for asset, bucket, bs, be, shift, kpi, value, reason, cov, nrows in _read(conn, machines, start, end):
-        k = keys.setdefault((bucket, bs), len(keys))
+        k = keys.setdefault((bucket, bs, shift), len(keys))  # two shifts may start at the same instant
         if k == len(meta):
             meta.append((bucket, to_us(bs), to_us(be), shift))
         cell = cells[(k, m_index[asset])]

@@ -15,11 +15,17 @@ class Deadband(Model):
     value: float = Field(ge=0)
 
 
+OpcUaDataType = Literal["Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float",
+                        "Double", "String"]
+UNSIGNED_BITS = {"Byte": 8, "UInt16": 16, "UInt32": 32, "UInt64": 64}
+
+
 class OpcUaTag(TagBase):
     node: str
     mode: Literal["subscribe", "poll"] = "subscribe"
     sampling_ms: float = Field(default=1000, gt=0)
     deadband: Deadband | None = None
+    data_type: OpcUaDataType | None = None  # the node's declared type (a counter of an unsigned type wraps)
 
     @field_validator("node")
     @classmethod
@@ -63,3 +69,7 @@ class OpcUaDevice(DeviceBase):
 
     def polled(self, tag: str) -> bool:
         return bool(self.tag(tag).mode == "poll")
+
+    def counter_modulus(self, tag: str) -> float | None:
+        bits = UNSIGNED_BITS.get(self.tag(tag).data_type or "")
+        return None if bits is None else float(2**bits)
