@@ -362,3 +362,23 @@ def test_migration_032_upgrades_an_existing_kpi_table(empty_db: str, tmp_path: A
         # a second shift at the same instant is a row of its own now
         c.execute("""INSERT INTO kpi_values (bucket_start, bucket, asset_id, kpi, value, shift_name, shift_key)
                      VALUES ('2024-01-09 23:00+00', 'shift', 'm1', 'oee', 0.6, 'early', 'early')""")
+
+
+def test_conflicting_state_samples_are_flagged_as_overlapping_states() -> None:
+    """The database keeps one sample per (device, tag, ts); other readers (files) may not: flagged, not hidden."""
+    import numpy as np
+
+    from kpi.buckets import BucketSet
+    from kpi.compute import MachineInputs, machine_elements
+    from kpi.formulas import kpis_from_elements
+    from kpi.rows import data_quality
+
+    s = 1_000_000
+    inp = MachineInputs(state=(np.array([0, 10 * s, 10 * s, 20 * s]), np.array([0, 0, 2, 0])))
+    b = BucketSet("hour", np.array([0, 15 * s]), np.array([15 * s, 30 * s]))
+    cal = (np.array([0]), np.array([30 * s]))
+    es = machine_elements(inp, b, 30 * s, cal)
+    assert es.events["state"]["conflicting_samples"].tolist() == [1.0, 0.0]
+    e = {k: float(v[0]) for k, v in es.values.items()}
+    seen, flags = data_quality(0, es.events, e, kpis_from_elements(e, es.why, None, True))
+    assert seen == {"state": {"conflicting_samples": 1.0}} and "overlapping_states" in flags
