@@ -130,6 +130,8 @@ def test_counter_drops_corrections_resets_and_declared_rollover(db: str) -> None
     assert kpis(db, "m1", "hour", at("08:00"))["_flags"] is None  # a clean hour has no flags
     line = kpis(db, "line-1", "day", DAY)
     assert line["energy_kwh"][0] == pytest.approx(800.1)  # no phantom energy rolls up
+    assert "counter_correction" in line["_flags"]  # and the line shows where its machines' data was odd
+    assert line["_prov"]["data_quality"]["flags"]["counter_correction"] == "in machine(s) m1"
     k2 = kpis(db, "m2", "day", DAY)
     assert k2["produced_quantity"][0] == 530 + 11 and k2["good_quantity"][0] == 990 + 20
     assert k2["_prov"]["data_quality"]["events"]["total_count"] == {"rollovers": 1}
