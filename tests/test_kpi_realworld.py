@@ -384,3 +384,34 @@ def test_conflicting_state_samples_are_flagged_as_overlapping_states() -> None:
     e = {k: float(v[0]) for k, v in es.values.items()}
     seen, flags = data_quality(0, es.events, e, kpis_from_elements(e, es.why, None, True))
     assert seen == {"state": {"conflicting_samples": 1.0}} and "overlapping_states" in flags
+
+
+def test_rollover_width_comes_from_the_declared_type_or_the_rollover_key() -> None:
+    c = parse_config("""
+plant: {id: p}
+assets:
+  - {id: ua, kind: machine, device: o, signals: {total_count: {tag: a}, good_count: {tag: b}, scrap_count: {tag: c},
+     rework_count: {tag: a, rollover: 1000}}}
+  - {id: mb, kind: machine, device: d, signals: {total_count: {tag: p16}, good_count: {tag: f},
+     scrap_count: {tag: p32, reset_ratio: 0.2, reset_below: 5}}}
+devices:
+  - {id: o, protocol: opcua, endpoint: "opc.tcp://127.0.0.1:4840", tags: [
+      {name: a, node: "ns=2;s=A", type: uint32}, {name: b, node: "ns=2;s=B", data_type: UInt16},
+      {name: c, node: "ns=2;s=C"}]}
+  - {id: d, protocol: modbus, endpoint: "tcp://127.0.0.1:502", tags: [
+      {name: p16, address: 40001}, {name: p32, address: 40002, type: uint32}, {name: f, address: 40004,
+      type: float32}]}
+""")
+    from kpi.sources import counter_rules
+
+    def modulus(m: str, sig: str) -> float | None:
+        s = c.signal(m, sig)
+        return None if s is None else s.counter_modulus
+
+    assert modulus("ua", "total_count") == 2.0**32 and modulus("ua", "good_count") == 2.0**16
+    assert modulus("ua", "scrap_count") is None and modulus("ua", "rework_count") == 1000  # undeclared; key wins
+    assert modulus("mb", "total_count") == 2.0**16 and modulus("mb", "good_count") is None  # float: no wrap
+    mb = next(m for m in c.machines() if m.id == "mb")
+    rule = counter_rules(c, mb)["scrap_count"]
+    assert (rule.modulus, rule.reset_ratio, rule.reset_below, rule.poll_interval_s) == (2.0**32, 0.2, 5.0, 1.0)
+    assert counter_rules(c, mb)["good_count"].modulus == 0.0
