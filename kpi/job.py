@@ -138,6 +138,8 @@ def _local(cfg: PlantConfig, t: datetime) -> str:
 def _failed(cfg: PlantConfig, report: Report, asset: str, start: datetime, end: datetime, exc: Exception) -> None:
     """Record and log one failed chunk: one line (asset, buckets, what); the traceback only at debug level."""
     what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.errors.UndefinedColumn | psycopg.errors.UndefinedTable):
+        what += " (the schema is older than this version: run `shopfloor db migrate`)"
     line = f"{asset}: buckets starting {_local(cfg, start)} to {_local(cfg, end)}: {what}"
     report.failures.append(line)
     log.error("event=kpi_failed asset=%s from=%s to=%s error=%r hint='nothing was stored for these buckets; "

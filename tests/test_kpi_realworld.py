@@ -339,6 +339,11 @@ def test_cli_reads_plant_clock_says_widened_prints_flags_and_one_line_failures(
     assert errors and all("simulated read failure" in line for line in errors)
     assert errors[0].startswith("error: backfill: m1: buckets starting 2024-01-10 00:00 CET")
     assert "Traceback" not in res.output
+    res = runner.invoke(app, ["kpi", "run", "--once", "-c", str(plant), "--database-url", db])
+    assert res.exit_code == 1 and "error: kpi run: m1: buckets starting" in res.output
+    assert "Traceback" not in res.output
+    res = runner.invoke(app, ["kpi", "run", "--once", "--verbose", "-c", str(plant), "--database-url", db])
+    assert res.exit_code == 1
 
 
 def test_migration_032_upgrades_an_existing_kpi_table(empty_db: str, tmp_path: Any) -> None:
