@@ -270,7 +270,8 @@ def backfill(database_url: str, cfg: PlantConfig, start: datetime, end: datetime
 
 def run_forever(database_url: str, cfg: PlantConfig, interval_s: float = 60,
                 stop_event: threading.Event | None = None) -> None:
-    """run_once every interval_s until stop_event is set; a database outage is logged and retried."""
+    """run_once every interval_s until stop_event is set; a database outage or a failed pass is logged and
+    retried (a failing asset or bucket never stops the others: see run_once)."""
     stop = stop_event or threading.Event()
     while not stop.is_set():
         t0 = _time.monotonic()
@@ -278,6 +279,9 @@ def run_forever(database_url: str, cfg: PlantConfig, interval_s: float = 60,
             run_once(database_url, cfg)
         except psycopg.OperationalError as exc:
             log.warning("event=kpi_db_unavailable error=%r hint='retrying next interval'", str(exc).strip())
+        except Exception as exc:  # noqa: BLE001 - the service keeps running; the next pass retries
+            log.error("event=kpi_pass_failed error=%r hint='retrying next interval; --verbose for the traceback'",
+                      str(exc).strip(), exc_info=log.isEnabledFor(logging.DEBUG))
         stop.wait(max(0.0, interval_s - (_time.monotonic() - t0)))
 
 
