@@ -138,6 +138,8 @@ def _local(cfg: PlantConfig, t: datetime) -> str:
 def _failed(cfg: PlantConfig, report: Report, asset: str, start: datetime, end: datetime, exc: Exception) -> None:
     """Record and log one failed chunk: one line (asset, buckets, what); the traceback only at debug level."""
     what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.errors.UndefinedColumn | psycopg.errors.UndefinedTable):
+        what += " (the schema is older than this version: run `shopfloor db migrate`)"
     line = f"{asset}: buckets starting {_local(cfg, start)} to {_local(cfg, end)}: {what}"
     report.failures.append(line)
     log.error("event=kpi_failed asset=%s from=%s to=%s error=%r hint='nothing was stored for these buckets; "
@@ -268,7 +270,8 @@ def backfill(database_url: str, cfg: PlantConfig, start: datetime, end: datetime
 
 def run_forever(database_url: str, cfg: PlantConfig, interval_s: float = 60,
                 stop_event: threading.Event | None = None) -> None:
-    """run_once every interval_s until stop_event is set; a database outage is logged and retried."""
+    """run_once every interval_s until stop_event is set; a database outage or a failed pass is logged and
+    retried (a failing asset or bucket never stops the others: see run_once)."""
     stop = stop_event or threading.Event()
     while not stop.is_set():
         t0 = _time.monotonic()
@@ -276,6 +279,9 @@ def run_forever(database_url: str, cfg: PlantConfig, interval_s: float = 60,
             run_once(database_url, cfg)
         except psycopg.OperationalError as exc:
             log.warning("event=kpi_db_unavailable error=%r hint='retrying next interval'", str(exc).strip())
+        except Exception as exc:  # noqa: BLE001 - the service keeps running; the next pass retries
+            log.error("event=kpi_pass_failed error=%r hint='retrying next interval; --verbose for the traceback'",
+                      str(exc).strip(), exc_info=log.isEnabledFor(logging.DEBUG))
         stop.wait(max(0.0, interval_s - (_time.monotonic() - t0)))
 
 

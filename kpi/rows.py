@@ -71,10 +71,12 @@ def data_quality(j: int, events: Events | None, e: dict[str, float],
 def bucket_rows(cfg: PlantConfig, asset_id: str, is_machine: bool, b: BucketSet, elements: dict[str, np.ndarray],
                 why: dict[str, str], input_rows: np.ndarray, coverage: np.ndarray, until_us: int,
                 prov: Jsonb | None = None, events: Events | None = None,
-                why_at: dict[str, list[str | None]] | None = None) -> list[tuple[Any, ...]]:
+                why_at: dict[str, list[str | None]] | None = None,
+                inherited_flags: list[dict[str, str]] | None = None) -> list[tuple[Any, ...]]:
     """One row per (bucket, KPI) in store.COLUMNS order; `why_at` gives per-bucket reasons that win over `why`.
 
-    Data-quality events and flags go into the bucket's provenance (`data_quality`) and `quality_flags`.
+    Data-quality events and flags go into the bucket's provenance (`data_quality`) and `quality_flags`; a
+    roll-up passes its machines' flags per bucket as `inherited_flags` (flag -> which machines).
     """
     prov = prov if prov is not None else provenance(cfg)
     tz = ZoneInfo(cfg.plant.timezone)
@@ -93,6 +95,8 @@ def bucket_rows(cfg: PlantConfig, asset_id: str, is_machine: bool, b: BucketSet,
         cov_out = None if math.isnan(cov) else cov
         results = kpis_from_elements(e, w, ef, is_machine)
         seen, flags = data_quality(j, events, e, results)
+        for flag, where in (inherited_flags[j] if inherited_flags else {}).items():
+            flags.setdefault(flag, where)
         p = Jsonb({**prov.obj, "data_quality": {"events": seen, "flags": flags}}) if seen or flags else prov
         keys = sorted(flags) or None
         day = start.astimezone(tz).date()

@@ -130,6 +130,8 @@ def test_counter_drops_corrections_resets_and_declared_rollover(db: str) -> None
     assert kpis(db, "m1", "hour", at("08:00"))["_flags"] is None  # a clean hour has no flags
     line = kpis(db, "line-1", "day", DAY)
     assert line["energy_kwh"][0] == pytest.approx(800.1)  # no phantom energy rolls up
+    assert "counter_correction" in line["_flags"]  # and the line shows where its machines' data was odd
+    assert line["_prov"]["data_quality"]["flags"]["counter_correction"] == "in machine(s) m1"
     k2 = kpis(db, "m2", "day", DAY)
     assert k2["produced_quantity"][0] == 530 + 11 and k2["good_quantity"][0] == 990 + 20
     assert k2["_prov"]["data_quality"]["events"]["total_count"] == {"rollovers": 1}
@@ -337,6 +339,11 @@ def test_cli_reads_plant_clock_says_widened_prints_flags_and_one_line_failures(
     assert errors and all("simulated read failure" in line for line in errors)
     assert errors[0].startswith("error: backfill: m1: buckets starting 2024-01-10 00:00 CET")
     assert "Traceback" not in res.output
+    res = runner.invoke(app, ["kpi", "run", "--once", "-c", str(plant), "--database-url", db])
+    assert res.exit_code == 1 and "error: kpi run: m1: buckets starting" in res.output
+    assert "Traceback" not in res.output
+    res = runner.invoke(app, ["kpi", "run", "--once", "--verbose", "-c", str(plant), "--database-url", db])
+    assert res.exit_code == 1
 
 
 def test_migration_032_upgrades_an_existing_kpi_table(empty_db: str, tmp_path: Any) -> None:
@@ -362,3 +369,54 @@ def test_migration_032_upgrades_an_existing_kpi_table(empty_db: str, tmp_path: A
         # a second shift at the same instant is a row of its own now
         c.execute("""INSERT INTO kpi_values (bucket_start, bucket, asset_id, kpi, value, shift_name, shift_key)
                      VALUES ('2024-01-09 23:00+00', 'shift', 'm1', 'oee', 0.6, 'early', 'early')""")
+
+
+def test_conflicting_state_samples_are_flagged_as_overlapping_states() -> None:
+    """The database keeps one sample per (device, tag, ts); other readers (files) may not: flagged, not hidden."""
+    import numpy as np
+
+    from kpi.buckets import BucketSet
+    from kpi.compute import MachineInputs, machine_elements
+    from kpi.formulas import kpis_from_elements
+    from kpi.rows import data_quality
+
+    s = 1_000_000
+    inp = MachineInputs(state=(np.array([0, 10 * s, 10 * s, 20 * s]), np.array([0, 0, 2, 0])))
+    b = BucketSet("hour", np.array([0, 15 * s]), np.array([15 * s, 30 * s]))
+    cal = (np.array([0]), np.array([30 * s]))
+    es = machine_elements(inp, b, 30 * s, cal)
+    assert es.events["state"]["conflicting_samples"].tolist() == [1.0, 0.0]
+    e = {k: float(v[0]) for k, v in es.values.items()}
+    seen, flags = data_quality(0, es.events, e, kpis_from_elements(e, es.why, None, True))
+    assert seen == {"state": {"conflicting_samples": 1.0}} and "overlapping_states" in flags
+
+
+def test_rollover_width_comes_from_the_declared_type_or_the_rollover_key() -> None:
+    c = parse_config("""
+plant: {id: p}
+assets:
+  - {id: ua, kind: machine, device: o, signals: {total_count: {tag: a}, good_count: {tag: b}, scrap_count: {tag: c},
+     rework_count: {tag: a, rollover: 1000}}}
+  - {id: mb, kind: machine, device: d, signals: {total_count: {tag: p16}, good_count: {tag: f},
+     scrap_count: {tag: p32, reset_ratio: 0.2, reset_below: 5}}}
+devices:
+  - {id: o, protocol: opcua, endpoint: "opc.tcp://127.0.0.1:4840", tags: [
+      {name: a, node: "ns=2;s=A", type: uint32}, {name: b, node: "ns=2;s=B", data_type: UInt16},
+      {name: c, node: "ns=2;s=C"}]}
+  - {id: d, protocol: modbus, endpoint: "tcp://127.0.0.1:502", tags: [
+      {name: p16, address: 40001}, {name: p32, address: 40002, type: uint32}, {name: f, address: 40004,
+      type: float32}]}
+""")
+    from kpi.sources import counter_rules
+
+    def modulus(m: str, sig: str) -> float | None:
+        s = c.signal(m, sig)
+        return None if s is None else s.counter_modulus
+
+    assert modulus("ua", "total_count") == 2.0**32 and modulus("ua", "good_count") == 2.0**16
+    assert modulus("ua", "scrap_count") is None and modulus("ua", "rework_count") == 1000  # undeclared; key wins
+    assert modulus("mb", "total_count") == 2.0**16 and modulus("mb", "good_count") is None  # float: no wrap
+    mb = next(m for m in c.machines() if m.id == "mb")
+    rule = counter_rules(c, mb)["scrap_count"]
+    assert (rule.modulus, rule.reset_ratio, rule.reset_below, rule.poll_interval_s) == (2.0**32, 0.2, 5.0, 1.0)
+    assert counter_rules(c, mb)["good_count"].modulus == 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -25,6 +26,7 @@ from shopfloor.cli.common import (
 )
 
 kpi_app = typer.Typer(help="Compute KPIs into kpi_values.", no_args_is_help=True)
+MAX_FAILURE_LINES = 5  # per asset; the rest are counted
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, with the traceback of a failure.")]
 
 @kpi_app.command("run")
@@ -41,6 +43,7 @@ def kpi_run(config: ConfigOpt = None, database_url: DbOpt = None,
     cfg = load(config)
     url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
     if once:
+        _quiet_failures(verbose)
         with reaching_database(url):
             report = run_once(url, cfg)
         _finish("kpi run", report)
@@ -70,6 +73,7 @@ def kpi_backfill(config: ConfigOpt = None, database_url: DbOpt = None,
     end = plant_time(need(until, "--to", "-"), "--to", cfg.plant.timezone)
     if end <= start:
         raise fail("--to must be after --from", 2)
+    _quiet_failures(verbose)
     with reaching_database(url), typer.progressbar(length=1, label="backfill", file=sys.stderr) as bar:
         report = backfill(url, cfg, start, end, progress=chunk_progress(bar))
     if report.widened is not None:
@@ -89,6 +93,12 @@ def plant_time(value: str, flag: str, timezone: str) -> datetime:
     return t.replace(tzinfo=ZoneInfo(timezone)) if naive else t
 
 
+def _quiet_failures(verbose: bool) -> None:
+    """One-shot commands print each failure as one line themselves: the job's own log line only with -v."""
+    if not verbose:
+        logging.getLogger("kpi.job").setLevel(logging.CRITICAL)
+
+
 def _finish(what: str, report: Any) -> None:
     """Print the report line, data-quality flags and failures (one line each); status 1 if anything failed."""
     typer.echo(report_line(what, report))
@@ -96,8 +106,16 @@ def _finish(what: str, report: Any) -> None:
         flags = ", ".join(f"{k} in {n} bucket{'s' if n != 1 else ''}" for k, n in sorted(report.flags.items()))
         typer.echo(f"{what}: data-quality flags: {flags} (kpi_values.quality_flags; causes in "
                    "provenance->'data_quality')")
+    shown: dict[str, int] = {}
     for line in report.failures:
-        typer.echo(f"error: {what}: {line}", err=True)
+        asset = line.split(":", 1)[0]
+        shown[asset] = shown.get(asset, 0) + 1
+        if shown[asset] <= MAX_FAILURE_LINES:
+            typer.echo(f"error: {what}: {line}", err=True)
+    for asset, n in shown.items():
+        if n > MAX_FAILURE_LINES:
+            typer.echo(f"error: {what}: {asset}: {n - MAX_FAILURE_LINES} more failed day(s) not shown "
+                       f"({n} in all; --verbose logs each)", err=True)
     if report.failures:
         raise typer.Exit(1)
 

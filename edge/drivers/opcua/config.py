@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from core.devices import DeviceBase, Model, TagBase
 
@@ -17,6 +17,8 @@ class Deadband(Model):
 
 OpcUaDataType = Literal["Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float",
                         "Double", "String"]
+_DATA_TYPES = ("Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float", "Double",
+               "String")
 UNSIGNED_BITS = {"Byte": 8, "UInt16": 16, "UInt32": 32, "UInt64": 64}
 
 
@@ -25,7 +27,15 @@ class OpcUaTag(TagBase):
     mode: Literal["subscribe", "poll"] = "subscribe"
     sampling_ms: float = Field(default=1000, gt=0)
     deadband: Deadband | None = None
-    data_type: OpcUaDataType | None = None  # the node's declared type (a counter of an unsigned type wraps)
+    # the node's declared type (a counter of an unsigned type wraps there); `type: uint32` is accepted too
+    data_type: OpcUaDataType | None = Field(default=None, validation_alias=AliasChoices("data_type", "type"))
+
+    @field_validator("data_type", mode="before")
+    @classmethod
+    def _data_type(cls, v: object) -> object:
+        names = {n.lower(): n for n in _DATA_TYPES}
+        names.update({"float32": "Float", "float64": "Double", "bool": "Boolean", "int8": "SByte", "uint8": "Byte"})
+        return names.get(v.lower(), v) if isinstance(v, str) else v
 
     @field_validator("node")
     @classmethod
