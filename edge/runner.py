@@ -26,6 +26,7 @@ from edge.errors import NotConnected
 from edge.uplink import Forwarder, Sink
 
 log = logging.getLogger(__name__)
+STOPPED = "edge stopped"  # the disconnect reason when the edge itself shuts down
 
 
 @dataclass
@@ -69,6 +70,8 @@ class DeviceRunner:
         state = "connected" if connected else "disconnected"
         if connected:
             self.log.info("device=%s event=connected", self.device.id)
+        elif reason == STOPPED:  # on purpose: nothing to check
+            self.log.info("device=%s event=disconnected reason=%r", self.device.id, reason)
         else:
             self.log.warning("device=%s event=disconnected reason=%r hint='check the endpoint %s is reachable; "
                              "retrying with backoff'", self.device.id, reason, self.device.endpoint)
@@ -103,7 +106,7 @@ class DeviceRunner:
             finally:
                 await self.driver.close()
         if self.health.connected:
-            self._set_state(False, "edge stopped")
+            self._set_state(False, STOPPED)
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
         interval = self.driver.poll_interval_s

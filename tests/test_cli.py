@@ -51,9 +51,11 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 ])
 def test_unreachable_database_is_one_line_naming_it(command: list[str]) -> None:
     port = free_port()  # nothing listens there
-    line = one_error_line(shopfloor(*command, "--database-url", f"postgresql://postgres@127.0.0.1:{port}/plant"))
+    result = shopfloor(*command, "--database-url", f"postgresql://postgres:s3cret@127.0.0.1:{port}/plant")
+    line = one_error_line(result)
     assert f"cannot reach the database postgres@127.0.0.1:{port}/plant" in line
     assert "check that PostgreSQL is running" in line and "--database-url" in line
+    assert "s3cret" not in result.stderr + result.stdout
 
 
 def test_single_node_edge_with_a_dead_database_is_one_line(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def run_until_signal(main: Any) -> None:
 
 
 def database_name(url: str | None) -> str:
-    """The database a URL points at, as user@host:port/dbname (never the password)."""
+    """`the database user@host:port/dbname` for a URL (never the password); `the database` without one."""
     if not url:
         return "the database"
     try:
@@ -78,7 +78,8 @@ def database_name(url: str | None) -> str:
     except Exception:  # noqa: BLE001 - an unparseable URL is reported by database_problem
         return "the database"
     user = f"{p['user']}@" if p.get("user") else ""
-    return f"{user}{p.get('host') or 'localhost'}:{p.get('port') or 5432}/{p.get('dbname') or p.get('user') or ''}"
+    return (f"the database {user}{p.get('host') or 'localhost'}:{p.get('port') or 5432}/"
+            f"{p.get('dbname') or p.get('user') or ''}")
 
 
 def database_problem(exc: BaseException, url: str | None) -> str | None:
@@ -101,7 +102,7 @@ def database_problem(exc: BaseException, url: str | None) -> str | None:
         return (f"{where} has no Shopfloor schema ({first}): run `shopfloor db migrate --database-url ...` "
                 "against it first")
     if isinstance(cause, psycopg.OperationalError):
-        return (f"cannot reach the database {where}: {first}; check that PostgreSQL is running and accepts "
+        return (f"cannot reach {where}: {first}; check that PostgreSQL is running and accepts "
                 "connections there, and --database-url (or SHOPFLOOR_DATABASE_URL)")
     return None
 
