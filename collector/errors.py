@@ -8,6 +8,8 @@ from core.errors import ShopfloorError
 
 # SQLSTATE classes that mean "try again later": connection exception, transaction rollback
 # (serialization failure, deadlock), insufficient resources, operator intervention (shutdown, cancel).
+# Everything else with a SQLSTATE (22 data exception, 23 integrity, 54 program limit such as an index row
+# too large, 42 ...) is about the data: retrying the same rows can never succeed.
 TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
 
 
@@ -28,8 +30,12 @@ class ScopeError(ShopfloorError):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for errors a retry can cure: lost connections and SQLSTATE classes 08, 40, 53, 57."""
-    if isinstance(exc, psycopg.OperationalError):
-        return True
+    """True for errors a retry can cure: SQLSTATE classes 08, 40, 53, 57, and a lost connection (no SQLSTATE).
+
+    Decided by SQLSTATE first: psycopg maps class 54 (e.g. 54000, an index row too large) to OperationalError
+    too, and that row will be refused however often it is retried.
+    """
     state = getattr(exc, "sqlstate", None)
-    return isinstance(state, str) and state[:2] in TRANSIENT_SQLSTATE_CLASSES
+    if isinstance(state, str) and state:
+        return state[:2] in TRANSIENT_SQLSTATE_CLASSES
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
