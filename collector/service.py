@@ -40,7 +40,9 @@ def run_collector(url: str, broker_url: str, cfg: Any, stop: threading.Event, cl
     prefix = cfg.edge.uplink_topic_prefix if cfg is not None else "shopfloor/v1"
     group = cfg.collector.share_group if cfg is not None else "shopfloor-collectors"
     rows = cfg.collector.batch_max_rows if cfg is not None else 20000
-    collector = Collector(url, broker_url, prefix=prefix, share_group=group, batch_max_rows=rows, client_id=client_id)
+    owners = cfg.device_owners() if cfg is not None else None
+    collector = Collector(url, broker_url, prefix=prefix, share_group=group, batch_max_rows=rows, client_id=client_id,
+                          owners=owners)
     hk = threading.Thread(target=housekeeping, args=(url, cfg, stop), name="housekeeping", daemon=True)
     hk.start()
     log.info("event=collector_started topic=%s", collector.topic)

@@ -79,4 +79,4 @@ def single_node(database_url: str, cfg: PlantConfig, stop: threading.Event,
 
     prepare_database(database_url, cfg, log_line)
     threading.Thread(target=housekeeping, args=(database_url, cfg, stop), daemon=True, name="housekeeping").start()
-    return InProcessSink(database_url, cfg.edge.uplink_topic_prefix)
+    return InProcessSink(database_url, cfg.edge.uplink_topic_prefix, cfg.device_owners())
