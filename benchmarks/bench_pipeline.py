@@ -375,7 +375,8 @@ def analyse(url: str, w0: float, w1: float) -> dict[str, Any]:
 
 def raw_copy_reference(url: str, limit: int, batch: int) -> tuple[float, int]:
     """The floor: the pipeline's own rows copied back with one binary COPY + commit per batch, best of 2."""
-    from collector.writer import _COLS, _COPY_SAMPLES, TYPES
+    from collector.writer import _COLS, TYPES
+    from collector.writer import COPY_SAMPLES as _COPY_SAMPLES
 
     with psycopg.connect(url, autocommit=True) as c:
         rows = c.execute(f"SELECT {_COLS} FROM samples ORDER BY ingested_at LIMIT %s", (limit,)).fetchall()

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchdb import create_db, drop_db, timescaledb_available  # noqa: E402
 
-from collector.writer import _COPY_SAMPLES, TYPES, SampleWriter, sample_rows, ts_from_us  # noqa: E402
+from collector.writer import COPY_SAMPLES as _COPY_SAMPLES  # noqa: E402
+from collector.writer import TYPES, SampleWriter, sample_rows, ts_from_us  # noqa: E402
 from core.record import Sample  # noqa: E402
 
 T0 = 1_717_200_000_000_000  # 2024-06-01T00:00:00Z
