@@ -47,8 +47,8 @@ def truncate(url: str) -> None:
 
 def dt_rows(samples: list[Sample]) -> list[tuple[object, ...]]:
     """The same rows the way a psycopg user writes them: aware datetimes, standard dumpers."""
-    return [(ts_from_us(r[0]), *r[1:7], None if r[7] is None else ts_from_us(r[7]), *r[8:])
-            for r in sample_rows(samples)]
+    return [(*r[:2], ts_from_us(r[2]), *r[3:7], None if r[7] is None else ts_from_us(r[7]), *r[8:])
+            for r in sample_rows(samples)]  # COLUMNS order: device_id, tag, ts, ...
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -75,7 +75,7 @@ def writer(url: str, samples: list[Sample], batch: int) -> None:
 
 
 def executemany(url: str, samples: list[Sample], batch: int) -> None:
-    sql = """INSERT INTO samples (ts, device_id, tag, value, value_text, quality, status_code, server_ts, historical,
+    sql = """INSERT INTO samples (device_id, tag, ts, value, value_text, quality, status_code, server_ts, historical,
              gateway_id, boot_epoch, seq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
              ON CONFLICT DO NOTHING"""
     with psycopg.connect(url) as c:

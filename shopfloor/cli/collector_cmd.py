@@ -27,6 +27,10 @@ collector_app = typer.Typer(help="Run the collector: consume the uplink and writ
 def collector_run(ctx: typer.Context, config: ConfigOpt = None, database_url: DbOpt = None,
                   broker_url: BrokerOpt = None,
                   client_id: Annotated[str | None, typer.Option(help="MQTT client id (unique per collector).")] = None,
+                  mount_point: Annotated[str, typer.Option(
+                      envvar="SHOPFLOOR_BROKER_MOUNT_POINT",
+                      help="mount_point of the broker listener the gateways use (e.g. gateways/ with "
+                           "deploy/mosquitto): prefixed to the samples and ack topics.")] = "",
                   log_level: LogOpt = "info") -> None:
     """Consume the uplink (MQTT 5 shared subscription) and write batches with COPY."""
     if ctx.invoked_subcommand is not None:
@@ -42,7 +46,7 @@ def collector_run(ctx: typer.Context, config: ConfigOpt = None, database_url: Db
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run_collector(url, broker, cfg, stop, client_id=client_id)
+    run_collector(url, broker, cfg, stop, client_id=client_id, mount_point=mount_point)
 
 
 @collector_app.command("status")
