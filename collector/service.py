@@ -49,5 +49,6 @@ def run_collector(url: str, broker_url: str, cfg: Any, stop: threading.Event, cl
     hk.start()
     log.info("event=collector_started topic=%s devices_with_gateway=%d", collector.topic, len(owners or {}))
     collector.run(stop)
-    log.info("event=collector_stopped written=%d duplicates=%d quarantined=%d", collector.stats.samples_written,
-             collector.stats.duplicates, collector.stats.quarantined)
+    log.info("event=collector_stopped written=%d duplicates=%d conflicting_duplicates=%d quarantined=%d",
+             collector.stats.samples_written, collector.stats.duplicates, collector.stats.conflicting_duplicates,
+             collector.stats.quarantined)

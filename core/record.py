@@ -74,11 +74,13 @@ _QUALITIES = frozenset(q.value for q in Quality)
 _NUMBER = (int, float)
 
 
-def check_row(r: Any, ts_max: int = lim.TS_ABS_MAX_US, gateway_id: str | None = None) -> tuple[Any, ...]:
+def check_row(r: Any, ts_max: int = lim.TS_ABS_MAX_US, gateway_id: str | None = None,
+              ts_min: int = 0) -> tuple[Any, ...]:
     """Validate one wire row; return it as a tuple in FIELDS order.
 
     The one validator for uplink rows, kept cheap: the collector runs it on every sample it receives. Ids and
-    texts are length-limited, integers fit int64, times lie in [TS_MIN_US, ts_max]. A NaN or infinite value is
+    texts are length-limited, integers fit int64, times lie in [ts_min, ts_max] (the collector: 1990 to its clock
+    + 1 day). A NaN or infinite value is
     kept as a bad-quality sample (value NULL) with the reason in its text. `gateway_id` replaces the row's own.
     """
     if type(r) is not list or len(r) != 12:
@@ -89,9 +91,8 @@ def check_row(r: Any, ts_max: int = lim.TS_ABS_MAX_US, gateway_id: str | None = 
     if len(dev) > lim.MAX_ID_CHARS or len(tag) > lim.MAX_ID_CHARS:
         raise ValueError(f"device_id or tag longer than {lim.MAX_ID_CHARS} characters "
                          f"({lim.clip(dev, 40)!r}, {lim.clip(tag, 40)!r})")
-    if type(ts) is not int or not lim.TS_MIN_US <= ts <= ts_max:
-        raise ValueError(f"ts_us must be integer microseconds since the Unix epoch between 1990 and the collector's "
-                         f"clock + {lim.MAX_FUTURE_US // 3_600_000_000} h, got {lim.clip(repr(ts), 40)}")
+    if type(ts) is not int or not ts_min <= ts <= ts_max:
+        raise ValueError(_bad_time(ts, ts_min, ts_max))
     if text is not None and (type(text) is not str or len(text) > lim.MAX_TEXT_CHARS):
         raise ValueError(f"text must be a string of at most {lim.MAX_TEXT_CHARS} characters or null")
     if q not in _QUALITIES:
@@ -118,6 +119,17 @@ def check_row(r: Any, ts_max: int = lim.TS_ABS_MAX_US, gateway_id: str | None = 
     return (dev, tag, ts, val, text, q, st, sts, hist, gw, boot, seq)
 
 
+def _bad_time(ts: Any, ts_min: int, ts_max: int) -> str:
+    """The reason a time stamp is refused, with the window it must lie in."""
+    from core.times import from_us
+
+    def iso(us: int) -> str:
+        return from_us(us).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return (f"ts_us must be integer microseconds since the Unix epoch from {iso(ts_min)} to {iso(ts_max)}, "
+            f"got {lim.clip(repr(ts), 40)}")
+
+
 @dataclass(slots=True)
 class StatusEvent:
     """A device's connection changed: connected / disconnected, with the reason a person can act on."""
@@ -132,15 +144,14 @@ class StatusEvent:
         return [self.device_id, self.ts_us, self.state, self.reason, self.gateway_id]
 
     @classmethod
-    def from_row(cls, r: list[Any], ts_max: int = lim.TS_ABS_MAX_US) -> StatusEvent:
+    def from_row(cls, r: list[Any], ts_max: int = lim.TS_ABS_MAX_US, ts_min: int = 0) -> StatusEvent:
         if not isinstance(r, list) or len(r) != 5:
             raise ValueError("status row must be a list of 5 fields")
         dev, ts, state, reason, gw = r
         if state not in ("connected", "disconnected"):
             raise ValueError(f"unknown device state {lim.clip(str(state), 40)!r}")
-        if type(ts) is not int or not lim.TS_MIN_US <= ts <= ts_max:
-            raise ValueError(f"ts_us must be integer microseconds between 1990 and the collector's clock + "
-                             f"{lim.MAX_FUTURE_US // 3_600_000_000} h, got {lim.clip(repr(ts), 40)}")
+        if type(ts) is not int or not ts_min <= ts <= ts_max:
+            raise ValueError(_bad_time(ts, ts_min, ts_max))
         if type(dev) is not str or not dev or len(dev) > lim.MAX_ID_CHARS:
             raise ValueError(f"device_id must be a non-empty string of at most {lim.MAX_ID_CHARS} characters")
         if type(reason) is not str or len(reason) > lim.MAX_TEXT_CHARS or type(gw) is not str \
@@ -216,13 +227,13 @@ def decode_batch(payload: bytes) -> tuple[str, int, list[tuple[Any, ...]], list[
     rejects: list[Reject] = []
     for i, r in enumerate(raw):
         try:
-            rows.append(check_row(r, ts_max, gateway_id))
+            rows.append(check_row(r, ts_max, gateway_id, lim.TS_MIN_US))
         except (TypeError, ValueError, OverflowError) as exc:
             rejects.append((f"bad sample row {i} of batch {gateway_id}/{batch_id}: {exc}", r))
     events: list[StatusEvent] = []
     for i, r in enumerate(raw_events):
         try:
-            event = StatusEvent.from_row(r, ts_max)
+            event = StatusEvent.from_row(r, ts_max, lim.TS_MIN_US)
         except (TypeError, ValueError, OverflowError) as exc:
             rejects.append((f"bad event row {i} of batch {gateway_id}/{batch_id}: {exc}", r))
             continue
