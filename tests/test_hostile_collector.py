@@ -235,3 +235,47 @@ def test_the_edge_ignores_acks_for_batches_it_did_not_send(broker: tuple[str, in
     assert sent == 3
     assert forged == 3, "the acks with a wrong digest are counted as forged"
     assert queued == 30, "a forged ack deleted buffered samples"
+
+
+def test_a_batch_forged_under_the_victims_id_is_acked_but_the_victim_keeps_its_samples(
+        centre: Centre, broker: tuple[str, int], tmp_path: Path) -> None:
+    """Worst case past the broker ACL (this test broker has none): an attacker publishes on the victim's topic,
+    with the victim's gateway id and the victim's in-flight batch ids. The collector stores and acks that batch;
+    the ack's digest is of the attacker's payload, so the victim deletes nothing it has not delivered."""
+    from edge.buffer import StoreAndForward
+    from edge.uplink import Forwarder, MqttSink
+
+    victim = f"gw-v{uuid.uuid4().hex[:6]}"
+
+    async def main() -> tuple[list[int], int, int]:
+        sink = MqttSink(f"mqtt://{broker[0]}:{broker[1]}", victim)
+        buffer = StoreAndForward(tmp_path / "victim.sqlite", victim)
+        forwarder = Forwarder(buffer, sink, batch_max_samples=10)
+        for k in range(3):
+            buffer.add([Sample("dv", "t", T0 + 10 * k + i, float(i)) for i in range(10)], [])
+        stop = asyncio.Event()
+        task = asyncio.create_task(forwarder.run(stop))
+        end = time.monotonic() + 10
+        while not sink.connected and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        real_publish = sink.client.publish
+        sink.client.publish = lambda *a, **k: type("Info", (), {"rc": mqtt.MQTT_ERR_SUCCESS})()  # link drops them
+        while forwarder.sent_batches < 3 and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        ids = sorted(forwarder._in_flight)
+        for bid in ids:
+            centre.send(victim, payload(victim, bid, [row("dv", "t", T0 + 10**9 + bid % 1000, 666.0)]))
+        acked = centre.wait(lambda: sum(len(json.loads(p)["batch_ids"]) for t, p in centre.acks
+                                        if t.endswith(f"/{victim}/ack")) >= 3)
+        await asyncio.sleep(0.5)
+        sink.client.publish = real_publish
+        stop.set()
+        await task
+        queued = buffer.queued_samples
+        buffer.close()
+        assert acked, "the collector did not ack the forged batches (the test needs it to)"
+        return ids, sink.forged_acks, queued
+
+    ids, forged, queued = asyncio.run(main())
+    assert len(ids) == 3 and forged == 3
+    assert queued == 30, "the victim's unsent samples were deleted by an ack for a batch it never delivered"
