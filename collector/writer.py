@@ -34,14 +34,23 @@ TYPES = list(SAMPLE_TYPES)
 _COLS = ", ".join(COLUMNS)
 COPY_SAMPLES = f"COPY samples ({_COLS}) FROM STDIN (FORMAT BINARY)"
 _COPY_STAGE = f"COPY samples_stage ({_COLS}) FROM STDIN (FORMAT BINARY)"
-_MERGE_STAGE = f"INSERT INTO samples ({_COLS}) SELECT {_COLS} FROM samples_stage ON CONFLICT DO NOTHING"
+# One pass over the unique index: new keys are inserted; a key already stored with another value, text or
+# quality is "updated" to itself (ingested_at = its own, so nothing changes: the stored row stays) only so
+# that RETURNING reports it (xmax <> 0), with the stored values, beside the staged ones. Identical replays
+# are neither inserted nor returned. The staged rows hold each key once (deduplicated in Python first).
+_MERGE_STAGE = f"""
+WITH merged AS (
+    INSERT INTO samples AS s ({_COLS}) SELECT {_COLS} FROM samples_stage
+    ON CONFLICT (device_id, tag, ts) DO UPDATE SET ingested_at = s.ingested_at
+    WHERE (s.value, s.value_text, s.quality) IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.value_text, EXCLUDED.quality)
+    RETURNING s.xmax = 0 AS new, s.device_id, s.tag, s.ts, s.value, s.value_text, s.quality)
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*) FROM merged WHERE new
+UNION ALL
+SELECT m.device_id, m.tag, m.ts, m.value, m.value_text, m.quality, st.value, st.value_text, st.quality, NULL
+FROM merged m JOIN samples_stage st USING (device_id, tag, ts) WHERE NOT m.new"""
 _INSERT_EVENT = """INSERT INTO device_status (ts, device_id, state, reason, gateway_id)
                    VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"""
 _INSERT_QUARANTINE = "INSERT INTO quarantine (source, reason, payload) VALUES (%s, %s, %s)"
-# Staged rows whose key is already stored with another value, quality or text: the stored one stays.
-_CONFLICTS = """SELECT st.device_id, st.tag, st.ts, s.value, s.value_text, s.quality, st.value, st.value_text, st.quality
-                FROM samples_stage st JOIN samples s USING (device_id, tag, ts)
-                WHERE (s.value, s.value_text, s.quality) IS DISTINCT FROM (st.value, st.value_text, st.quality)"""
 
 Row = tuple[Any, ...]
 # Raised while dumping a row (a time beyond int64 microseconds, a wrong type): that row is poison, not the batch.
@@ -237,9 +246,9 @@ class SampleWriter:
                 conn.execute("TRUNCATE samples_stage")
                 self._copy(conn, _COPY_STAGE, rows)
                 with conn.cursor() as cur:
-                    found = cur.execute(_CONFLICTS).fetchall()
-                    cur.execute(_MERGE_STAGE)
-                    inserted = max(cur.rowcount, 0)
+                    result = cur.execute(_MERGE_STAGE).fetchall()
+                    inserted = sum(int(r[9]) for r in result if r[0] is None)  # the count row
+                    found = [r for r in result if r[0] is not None]
         except (psycopg.Error, *_CONVERSION_ERRORS) as exc:
             if isinstance(exc, psycopg.Error) and is_transient(exc):
                 raise
@@ -249,7 +258,7 @@ class SampleWriter:
             mid = len(rows) // 2
             return self._bisect(conn, rows[:mid], bad, conflicts) + self._bisect(conn, rows[mid:], bad, conflicts)
         conflicts.extend(_conflict(d, t, ts, (v0, x0, q0), (v1, x1, q1), "already stored")
-                         for d, t, ts, v0, x0, q0, v1, x1, q1 in found)
+                         for d, t, ts, v0, x0, q0, v1, x1, q1, _ in found)
         return inserted
 
 

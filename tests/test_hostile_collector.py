@@ -253,13 +253,11 @@ def test_a_batch_forged_under_the_victims_id_is_acked_but_the_victim_keeps_its_s
         forwarder = Forwarder(buffer, sink, batch_max_samples=10)
         for k in range(3):
             buffer.add([Sample("dv", "t", T0 + 10 * k + i, float(i)) for i in range(10)], [])
+        real_publish = sink.client.publish
+        sink.client.publish = lambda *a, **k: type("Info", (), {"rc": mqtt.MQTT_ERR_SUCCESS})()  # link drops them
         stop = asyncio.Event()
         task = asyncio.create_task(forwarder.run(stop))
         end = time.monotonic() + 10
-        while not sink.connected and time.monotonic() < end:
-            await asyncio.sleep(0.05)
-        real_publish = sink.client.publish
-        sink.client.publish = lambda *a, **k: type("Info", (), {"rc": mqtt.MQTT_ERR_SUCCESS})()  # link drops them
         while forwarder.sent_batches < 3 and time.monotonic() < end:
             await asyncio.sleep(0.05)
         ids = sorted(forwarder._in_flight)
