@@ -2,7 +2,8 @@
 
 Fast path: COPY straight into `samples`. A replayed batch (at-least-once uplink) hits the unique key
 (device_id, tag, ts) and raises UniqueViolation; we then roll back and take the slow path: COPY into a
-temporary staging table and `INSERT ... SELECT ... ON CONFLICT DO NOTHING`, which counts what was new.
+temporary staging table and one `INSERT ... SELECT ... ON CONFLICT` that counts what was new and reports keys
+stored with another value (conflicting duplicates: the stored row stays, the other goes to quarantine).
 Rows the database refuses (bad text, out-of-range time) are isolated by bisection under savepoints and
 go to `quarantine`, so one poison row never blocks a batch. Transient failures raise TransientDbError
 (nothing committed; retry the same batch) and the connection is reopened on the next call.
