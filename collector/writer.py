@@ -228,8 +228,9 @@ class SampleWriter:
         for row, reason in bad:
             payload = json.dumps(dict(zip(COLUMNS, row, strict=True)), default=str).encode()
             quarantined.append((reason, payload))
-        for reason, payload in quarantined:
-            conn.execute(_INSERT_QUARANTINE, (self.source, safe_text(reason), payload))
+        if quarantined:
+            with conn.cursor() as cur:
+                cur.executemany(_INSERT_QUARANTINE, [(self.source, safe_text(r), p) for r, p in quarantined])
         if bad:
             log.warning("event=rows_quarantined count=%d first_reason=%r", len(bad), bad[0][1])
         conflicts = len(quarantined) - len(bad)
