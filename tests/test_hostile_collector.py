@@ -277,3 +277,21 @@ def test_a_batch_forged_under_the_victims_id_is_acked_but_the_victim_keeps_its_s
     ids, forged, queued = asyncio.run(main())
     assert len(ids) == 3 and forged == 3
     assert queued == 30, "the victim's unsent samples were deleted by an ack for a batch it never delivered"
+
+
+def test_an_unforeseen_error_quarantines_that_payload_and_the_collector_carries_on(centre: Centre) -> None:
+    """Should decoding or writing ever raise something nobody planned for, the message that caused it is
+    quarantined (found by processing the group one by one) and ingest goes on."""
+    decode = centre.collector.processor.decode
+
+    def flaky(topic: str, body: bytes, bad: list[tuple[str, str, bytes]]) -> Any:
+        if b"boom" in body:
+            raise RuntimeError("a bug nobody foresaw")
+        return decode(topic, body, bad)
+
+    centre.collector.processor.decode = flaky  # type: ignore[method-assign]
+    centre.send("gw-h", payload("gw-h", 1, [row("boom", "t", T0)]))
+    ts = centre.send_good()
+    assert centre.wait(lambda: centre.stored("good-dev", ts))
+    assert centre.wait(lambda: any("internal error while ingesting: RuntimeError" in r for r in centre.reasons()))
+    assert centre.thread.is_alive()
