@@ -92,3 +92,12 @@ def test_edge_with_gateway_id_runs_only_that_gateways_devices(tmp_path: Path, br
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
+
+
+def test_config_check_lists_each_gateway_with_its_device_count(tmp_path: Path) -> None:
+    f = tmp_path / "plant.yaml"
+    f.write_text(plant(", gateway: gw-1", "gateways:\n  - {id: gw-2, devices: [press-2]}\n"))
+    r = subprocess.run([sys.executable, "-m", "shopfloor.cli", "config", "check", str(f)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("gateways gw-1 (1), gw-2 (1), gw-main (1)"), r.stdout
