@@ -181,7 +181,8 @@ class MqttSink:
             doc = json.loads(msg.payload)
             pairs = list(zip([int(i) for i in doc["batch_ids"]], [str(d) for d in doc["digests"]], strict=True))
         except (ValueError, KeyError, TypeError, RecursionError):
-            log.warning("uplink event=bad_ack topic=%s hint='not an ack of this version; ignored'", msg.topic)
+            log.warning("uplink event=bad_ack topic=%s hint='ignored: not an ack with batch_ids and digests (a collector "
+                        "older than this edge? upgrade collectors first); batches stay buffered'", msg.topic)
             return
         ids = []
         with self._sent_lock:
