@@ -121,6 +121,8 @@ HOSTILE: list[tuple[str, str, bytes, str]] = [
     ("10 kB tag", "gw-h", payload("gw-h", 10, [row(tag="t" * 10_240)]), "longer than 256"),
     ("sample time 1e20", "gw-h", payload("gw-h", 11, [row(ts=10**20)]), "ts_us must be"),
     ("huge status integer", "gw-h", payload("gw-h", 12, [[*row()[:6], 10**30, *row()[7:]]]), "out of range"),
+    ("NUL in a device_id and a text", "gw-h", payload("gw-h", 13, [row(device="d\x00x"), [*row()[:4], "a\x00b",
+                                                                                      *row()[5:]]]), "0x00"),
 ]
 
 
