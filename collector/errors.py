@@ -6,9 +6,13 @@ import psycopg
 
 from core.errors import ShopfloorError
 
-# SQLSTATE classes that mean "try again later": connection exception, transaction rollback
-# (serialization failure, deadlock), insufficient resources, operator intervention (shutdown, cancel).
-TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+# SQLSTATEs that mean "try again later": connection exception (08), transaction rollback (40: serialization
+# failure, deadlock), insufficient resources (53: disk full, out of memory, too many connections), operator
+# intervention by shutdown or restart (57P01..57P05), lock not available (55P03), I/O error (58030).
+# Everything else with a SQLSTATE (22 data exception, 23 integrity, 54 program limit such as an index row
+# too large, 57014 statement timeout, 42 ...) is about the rows: retrying the same rows cannot succeed.
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53"})
+TRANSIENT_SQLSTATES = frozenset({"55P03", "58030"})
 
 
 class TransientDbError(ShopfloorError):
@@ -28,8 +32,12 @@ class ScopeError(ShopfloorError):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for errors a retry can cure: lost connections and SQLSTATE classes 08, 40, 53, 57."""
-    if isinstance(exc, psycopg.OperationalError):
-        return True
+    """True for errors a retry can cure: SQLSTATE 08, 40, 53, 57P, 55P03, 58030 and a lost connection (no SQLSTATE).
+
+    Decided by SQLSTATE first: psycopg maps class 54 (e.g. 54000, an index row too large) to OperationalError
+    too, and that row will be refused however often it is retried.
+    """
     state = getattr(exc, "sqlstate", None)
-    return isinstance(state, str) and state[:2] in TRANSIENT_SQLSTATE_CLASSES
+    if isinstance(state, str) and state:
+        return state[:2] in TRANSIENT_SQLSTATE_CLASSES or state[:3] == "57P" or state in TRANSIENT_SQLSTATES
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)

@@ -36,14 +36,19 @@ def housekeeping(url: str, cfg: Any, stop: threading.Event, every_s: float = 60.
             log.warning("event=housekeeping_skipped error=%r hint='database unavailable; will retry'", str(exc))
 
 
-def run_collector(url: str, broker_url: str, cfg: Any, stop: threading.Event, client_id: str | None = None) -> None:
-    prefix = cfg.edge.uplink_topic_prefix if cfg is not None else "shopfloor/v1"
+def run_collector(url: str, broker_url: str, cfg: Any, stop: threading.Event, client_id: str | None = None,
+                  mount_point: str = "") -> None:
+    """mount_point: the broker's mount_point for the gateways' listener, prefixed to the uplink topics."""
+    prefix = mount_point + (cfg.edge.uplink_topic_prefix if cfg is not None else "shopfloor/v1")
     group = cfg.collector.share_group if cfg is not None else "shopfloor-collectors"
     rows = cfg.collector.batch_max_rows if cfg is not None else 20000
-    collector = Collector(url, broker_url, prefix=prefix, share_group=group, batch_max_rows=rows, client_id=client_id)
+    owners = cfg.device_owners() if cfg is not None else None
+    collector = Collector(url, broker_url, prefix=prefix, share_group=group, batch_max_rows=rows, client_id=client_id,
+                          owners=owners)
     hk = threading.Thread(target=housekeeping, args=(url, cfg, stop), name="housekeeping", daemon=True)
     hk.start()
-    log.info("event=collector_started topic=%s", collector.topic)
+    log.info("event=collector_started topic=%s devices_with_gateway=%d", collector.topic, len(owners or {}))
     collector.run(stop)
-    log.info("event=collector_stopped written=%d duplicates=%d quarantined=%d", collector.stats.samples_written,
-             collector.stats.duplicates, collector.stats.quarantined)
+    log.info("event=collector_stopped written=%d duplicates=%d conflicting_duplicates=%d quarantined=%d",
+             collector.stats.samples_written, collector.stats.duplicates, collector.stats.conflicting_duplicates,
+             collector.stats.quarantined)

@@ -64,10 +64,36 @@ def cross_check(cfg: PlantConfig) -> list[Problem]:
             walk(a.children, (*here, "children"))
 
     walk(cfg.assets, ("assets",))
+    problems.extend(_gateway_problems(cfg, dev_index))
     names = [s.name for s in cfg.shifts]
     for i, n in enumerate(names):
         if n in names[:i]:
             problems.append(Problem(("shifts", i, "name"), f"duplicate shift name {n!r}"))
+    return problems
+
+
+def _gateway_problems(cfg: PlantConfig, dev_index: dict[str, int]) -> list[Problem]:
+    """`gateways:` names known devices, each device once, never against the device's own `gateway` key."""
+    problems: list[Problem] = []
+    listed: dict[str, str] = {}
+    seen: set[str] = set()
+    for i, g in enumerate(cfg.gateways):
+        if g.id in seen:
+            problems.append(Problem(("gateways", i, "id"), f"duplicate gateway id {g.id!r}"))
+        seen.add(g.id)
+        for j, d in enumerate(g.devices):
+            here = ("gateways", i, "devices", j)
+            if d not in dev_index:
+                problems.append(Problem(here, f"gateway {g.id!r} lists device {d!r}, which is not under 'devices'"))
+            elif d in listed:
+                problems.append(Problem(here, f"device {d!r} is listed under gateways {listed[d]!r} and {g.id!r}; "
+                                              "a device is read by one gateway"))
+            else:
+                own = cfg.devices[dev_index[d]].gateway
+                if own is not None and own != g.id:
+                    problems.append(Problem(here, f"device {d!r} says gateway: {own!r} but is listed under "
+                                                  f"gateway {g.id!r}"))
+            listed.setdefault(d, g.id)
     return problems
 
 

@@ -12,6 +12,15 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.mqtt import parse_broker_url
+from core.wire_limits import id_problem
+
+
+def gateway_id_value(v: str | None) -> str | None:
+    """Validate a gateway id: it is an MQTT topic level and the gateway's broker user name."""
+    problem = id_problem(v, "gateway id") if v is not None else None
+    if problem:
+        raise ValueError(problem)
+    return v
 
 
 class Model(BaseModel):
@@ -36,6 +45,12 @@ class DeviceBase(Model):
     poll_interval_s: float = Field(default=1.0, gt=0, le=86400)
     timeout_s: float = Field(default=3.0, gt=0, le=600)
     tags: list[Any] = Field(min_length=1)
+    gateway: str | None = None  # the gateway that reads this device (absent: edge.gateway_id, or `gateways:`)
+
+    @field_validator("gateway")
+    @classmethod
+    def _gateway_id(cls, v: str | None) -> str | None:
+        return gateway_id_value(v)
 
     def tag(self, name: str) -> Any:
         """The tag called `name`; KeyError if the device has none."""

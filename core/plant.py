@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from core.devices import DeviceBase, Model
+from core.devices import DeviceBase, Model, gateway_id_value
 from core.registry import device_models
 
 STATES = ("running", "idle", "down", "setup", "planned_stop")
@@ -128,6 +128,18 @@ class EdgeSettings(Model):
     uplink_topic_prefix: str = "shopfloor/v1"
 
 
+class Gateway(Model):
+    """One edge gateway of the plant and the devices it reads (`shopfloor edge --gateway-id ID` runs them)."""
+
+    id: str
+    devices: list[str] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return gateway_id_value(v) or v
+
+
 class CollectorSettings(Model):
     batch_max_rows: int = Field(default=20000, ge=1)
     ledger_grace_s: float = Field(default=300, ge=0)
@@ -173,6 +185,7 @@ class PlantConfig(Model):
     shifts: list[Shift] = Field(default_factory=list)
     assets: list[Asset] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)
+    gateways: list[Gateway] = Field(default_factory=list)
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     kpi: KpiSettings = Field(default_factory=KpiSettings)
@@ -212,6 +225,22 @@ class PlantConfig(Model):
             if d.id == device_id:
                 return d
         raise KeyError(device_id)
+
+    def device_owners(self) -> dict[str, str]:
+        """Device id -> gateway id, for devices the file assigns (a device's `gateway` key or `gateways:`)."""
+        owners = {d: g.id for g in self.gateways for d in g.devices}
+        owners.update({d.id: d.gateway for d in self.devices if d.gateway})
+        return owners
+
+    def gateway_devices(self, gateway_id: str) -> list[str] | None:
+        """Ids of the devices `gateway_id` reads; None when the file assigns no device (one gateway reads all).
+
+        Devices the file leaves unassigned belong to `edge.gateway_id`.
+        """
+        owners = self.device_owners()
+        if not owners:
+            return None
+        return [d.id for d in self.devices if owners.get(d.id, self.edge.gateway_id) == gateway_id]
 
     def signal(self, machine_id: str, name: str) -> ResolvedSignal | None:
         """The machine's signal `name` (state, total_count, ...), or None when it has none."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from core import wire_limits as lim
 from core.times import now_us
 
 __all__ = ["SAMPLE_COLUMNS", "SAMPLE_TYPES", "WIRE_FIELDS", "Batch", "Quality", "Sample", "StatusEvent", "check_row",
@@ -73,32 +74,60 @@ _QUALITIES = frozenset(q.value for q in Quality)
 _NUMBER = (int, float)
 
 
-def check_row(r: Any) -> tuple[Any, ...]:
-    """Validate one wire row; return it as a tuple in FIELDS order (NaN value as None).
+def check_row(r: Any, ts_max: int = lim.TS_ABS_MAX_US, gateway_id: str | None = None,
+              ts_min: int = 0) -> tuple[Any, ...]:
+    """Validate one wire row; return it as a tuple in FIELDS order.
 
-    The one validator for uplink rows, kept cheap: the collector runs it on every sample it receives.
+    The one validator for uplink rows, kept cheap: the collector runs it on every sample it receives. Ids and
+    texts are length-limited, integers fit int64, times lie in [ts_min, ts_max] (the collector: 1990 to its clock
+    + 1 day). A NaN or infinite value is
+    kept as a bad-quality sample (value NULL) with the reason in its text. `gateway_id` replaces the row's own.
     """
     if type(r) is not list or len(r) != 12:
         raise ValueError("sample row must be a list of 12 fields " + str(WIRE_FIELDS))
     dev, tag, ts, val, text, q, st, sts, hist, gw, boot, seq = r
     if type(dev) is not str or not dev or type(tag) is not str or not tag:
         raise ValueError("device_id and tag must be non-empty strings")
-    if type(ts) is not int:
-        raise ValueError("ts_us must be an integer (microseconds since the Unix epoch)")
+    if len(dev) > lim.MAX_ID_CHARS or len(tag) > lim.MAX_ID_CHARS:
+        raise ValueError(f"device_id or tag longer than {lim.MAX_ID_CHARS} characters "
+                         f"({lim.clip(dev, 40)!r}, {lim.clip(tag, 40)!r})")
+    if type(ts) is not int or not ts_min <= ts <= ts_max:
+        raise ValueError(_bad_time(ts, ts_min, ts_max))
+    if text is not None and (type(text) is not str or len(text) > lim.MAX_TEXT_CHARS):
+        raise ValueError(f"text must be a string of at most {lim.MAX_TEXT_CHARS} characters or null")
+    if q not in _QUALITIES:
+        raise ValueError(f"quality must be one of {sorted(_QUALITIES)}")
     if val is not None:
         if type(val) not in _NUMBER:
             raise ValueError("value must be a number or null")
+        if type(val) is int and not -lim.FLOAT_MAX <= val <= lim.FLOAT_MAX:
+            raise ValueError(f"value {lim.clip(str(val), 40)} is outside the double precision range")
         val = float(val)
-        if val != val:
-            val = None  # NaN carries no information; keep the row with text/quality
-    if text is not None and type(text) is not str:
-        raise ValueError("text must be a string or null")
-    if q not in _QUALITIES:
-        raise ValueError(f"quality must be one of {sorted(_QUALITIES)}")
+        if not -lim.FLOAT_MAX <= val <= lim.FLOAT_MAX:  # NaN or +-Infinity: a bad reading, not a number
+            text, q = (f"value was {val}" if text is None else text), "bad"
+            val = None
     if type(st) is not int or (sts is not None and type(sts) is not int) or type(hist) is not bool \
             or type(gw) is not str or type(boot) is not int or type(seq) is not int:
         raise ValueError("status, server_ts_us, boot_epoch and seq must be integers, historical a boolean")
+    if not (lim.INT64_MIN <= st <= lim.INT64_MAX and lim.INT64_MIN <= boot <= lim.INT64_MAX
+            and lim.INT64_MIN <= seq <= lim.INT64_MAX) or (sts is not None and not 0 <= sts <= lim.TS_ABS_MAX_US):
+        raise ValueError("status, boot_epoch, seq or server_ts_us out of range")
+    if gateway_id is not None:
+        gw = gateway_id
+    elif len(gw) > lim.MAX_ID_CHARS:
+        raise ValueError(f"gateway_id longer than {lim.MAX_ID_CHARS} characters")
     return (dev, tag, ts, val, text, q, st, sts, hist, gw, boot, seq)
+
+
+def _bad_time(ts: Any, ts_min: int, ts_max: int) -> str:
+    """The reason a time stamp is refused, with the window it must lie in."""
+    from core.times import from_us
+
+    def iso(us: int) -> str:
+        return from_us(us).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return (f"ts_us must be integer microseconds since the Unix epoch from {iso(ts_min)} to {iso(ts_max)}, "
+            f"got {lim.clip(repr(ts), 40)}")
 
 
 @dataclass(slots=True)
@@ -115,15 +144,20 @@ class StatusEvent:
         return [self.device_id, self.ts_us, self.state, self.reason, self.gateway_id]
 
     @classmethod
-    def from_row(cls, r: list[Any]) -> StatusEvent:
+    def from_row(cls, r: list[Any], ts_max: int = lim.TS_ABS_MAX_US, ts_min: int = 0) -> StatusEvent:
         if not isinstance(r, list) or len(r) != 5:
             raise ValueError("status row must be a list of 5 fields")
         dev, ts, state, reason, gw = r
         if state not in ("connected", "disconnected"):
-            raise ValueError(f"unknown device state {state!r}")
-        if not isinstance(ts, int):
-            raise ValueError("ts_us must be an integer")
-        return cls(str(dev), ts, state, str(reason), str(gw))
+            raise ValueError(f"unknown device state {lim.clip(str(state), 40)!r}")
+        if type(ts) is not int or not ts_min <= ts <= ts_max:
+            raise ValueError(_bad_time(ts, ts_min, ts_max))
+        if type(dev) is not str or not dev or len(dev) > lim.MAX_ID_CHARS:
+            raise ValueError(f"device_id must be a non-empty string of at most {lim.MAX_ID_CHARS} characters")
+        if type(reason) is not str or len(reason) > lim.MAX_TEXT_CHARS or type(gw) is not str \
+                or len(gw) > lim.MAX_ID_CHARS:
+            raise ValueError("reason and gateway_id must be strings within the length limits")
+        return cls(dev, ts, state, reason, gw)
 
 
 @dataclass(slots=True)
@@ -167,33 +201,42 @@ Reject = tuple[str, Any]  # (reason, the raw row as received)
 def decode_batch(payload: bytes) -> tuple[str, int, list[tuple[Any, ...]], list[StatusEvent], list[Reject]]:
     """Payload -> (gateway_id, batch_id, checked rows in FIELDS order, events, rejected rows).
 
-    A payload that is not a batch at all raises ValueError naming the problem. A batch with some bad rows
-    still yields its good rows: the bad ones come back as rejects, each with its reason, for quarantine.
+    A payload that is not a batch at all raises ValueError naming the problem (size and nesting are checked
+    before parsing: core/wire_limits.py). A batch with some bad rows still yields its good rows: the bad ones
+    come back as rejects, each with its reason, for quarantine. Every row takes the batch's gateway_id.
     """
+    lim.precheck(payload)
     try:
         doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"not JSON: {lim.clip(str(exc), 200)}") from exc
     if not isinstance(doc, dict) or doc.get("v") != 1:
         raise ValueError("not a shopfloor v1 batch (missing \"v\": 1)")
-    try:
-        gateway_id, batch_id = str(doc["gateway_id"]), int(doc["batch_id"])
-        raw, raw_events = doc["samples"], doc.get("events", [])
-        if not isinstance(raw, list) or not isinstance(raw_events, list):
-            raise ValueError("samples and events must be lists")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"bad batch: {exc}") from exc
+    gateway_id, batch_id = doc.get("gateway_id"), doc.get("batch_id")
+    problem = lim.id_problem(gateway_id, "gateway_id")
+    if problem:
+        raise ValueError(f"bad batch: {problem}")
+    if type(batch_id) is not int or not 0 <= batch_id <= lim.INT64_MAX:
+        raise ValueError(f"bad batch: batch_id must be an integer from 0 to 2^63-1, got {lim.clip(repr(batch_id), 40)}")
+    raw, raw_events = doc.get("samples"), doc.get("events", [])
+    if not isinstance(raw, list) or not isinstance(raw_events, list):
+        raise ValueError("bad batch: samples and events must be lists")
+    assert isinstance(gateway_id, str)
+    ts_max = now_us() + lim.MAX_FUTURE_US
     rows: list[tuple[Any, ...]] = []
     rejects: list[Reject] = []
     for i, r in enumerate(raw):
         try:
-            rows.append(check_row(r))
-        except (TypeError, ValueError) as exc:
+            rows.append(check_row(r, ts_max, gateway_id, lim.TS_MIN_US))
+        except (TypeError, ValueError, OverflowError) as exc:
             rejects.append((f"bad sample row {i} of batch {gateway_id}/{batch_id}: {exc}", r))
     events: list[StatusEvent] = []
     for i, r in enumerate(raw_events):
         try:
-            events.append(StatusEvent.from_row(r))
-        except (TypeError, ValueError) as exc:
+            event = StatusEvent.from_row(r, ts_max, lim.TS_MIN_US)
+        except (TypeError, ValueError, OverflowError) as exc:
             rejects.append((f"bad event row {i} of batch {gateway_id}/{batch_id}: {exc}", r))
+            continue
+        event.gateway_id = gateway_id
+        events.append(event)
     return gateway_id, batch_id, rows, events, rejects

@@ -2,7 +2,9 @@
 
 Wire contract (MQTT):
   edge -> collector  `<prefix>/<gateway_id>/samples`  QoS 1, payload `Batch.encode()` (JSON, "v": 1)
-  collector -> edge  `<prefix>/<gateway_id>/ack`      QoS 1, payload {"batch_ids": [...]} after the commit
+  collector -> edge  `<prefix>/<gateway_id>/ack`      QoS 1, payload {"batch_ids": [...], "digests": [...]} after
+                     the commit; a digest is the first 32 hex digits of the SHA-256 of the batch's payload
+The edge accepts an ack only for a batch it sent and has not yet had acknowledged, with that batch's digest.
 A batch not confirmed within `ack_timeout_s` is handed out again (at-least-once); the collector's
 idempotent write (unique device, tag, ts) turns a replay into no new rows.
 """
@@ -10,11 +12,13 @@ idempotent write (unique device, tag, ts) turns a replay into no new rows.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -155,6 +159,9 @@ class MqttSink:
         self.client.max_inflight_messages_set(64)
         self.on_ack: AckCallback | None = None
         self.connected = False
+        self.forged_acks = 0
+        self._sent: OrderedDict[int, str] = OrderedDict()  # batch id -> digest, sent and not yet acknowledged
+        self._sent_lock = threading.Lock()
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -176,11 +183,25 @@ class MqttSink:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:
-            ids = [int(i) for i in json.loads(msg.payload)["batch_ids"]]
-        except (ValueError, KeyError, TypeError):
-            log.warning("uplink event=bad_ack topic=%s", msg.topic)
+            doc = json.loads(msg.payload)
+            pairs = list(zip([int(i) for i in doc["batch_ids"]], [str(d) for d in doc["digests"]], strict=True))
+        except (ValueError, KeyError, TypeError, RecursionError):
+            log.warning("uplink event=bad_ack topic=%s hint='ignored: not an ack with batch_ids and digests (a collector "
+                        "older than this edge? upgrade collectors first); batches stay buffered'", msg.topic)
             return
-        if self.on_ack is not None:
+        ids = []
+        with self._sent_lock:
+            for bid, digest in pairs:
+                if self._sent.get(bid) == digest:
+                    del self._sent[bid]
+                    ids.append(bid)
+                else:
+                    self.forged_acks += 1
+        if len(ids) < len(pairs):
+            log.warning("uplink event=ack_ignored count=%d hint='an ack for a batch this gateway did not send or "
+                        "that was already confirmed (or its digest differs): the samples stay buffered'",
+                        len(pairs) - len(ids))
+        if ids and self.on_ack is not None:
             self.on_ack(ids)
 
     async def start(self) -> None:
@@ -192,6 +213,10 @@ class MqttSink:
         if not self.connected:
             return False
         payload = batch.payload()
+        with self._sent_lock:
+            self._sent[batch.batch_id] = hashlib.sha256(payload).hexdigest()[:32]
+            while len(self._sent) > 4096:  # batches given up long ago (ack timeout) and re-sent under new ids
+                self._sent.popitem(last=False)
         info = self.client.publish(self.topic, payload, qos=1)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 

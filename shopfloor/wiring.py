@@ -23,10 +23,11 @@ class InProcessSink:
     """The edge's sink in single-node mode: each batch's uplink payload goes through the collector's
     BatchProcessor in this process, exactly as a payload from the broker would (same decoder, same quarantine)."""
 
-    def __init__(self, database_url: str, topic_prefix: str = "shopfloor/v1") -> None:
+    def __init__(self, database_url: str, topic_prefix: str = "shopfloor/v1",
+                 owners: dict[str, str] | None = None) -> None:
         self.stats = IngestStats()
         self.writer = SampleWriter(database_url)
-        self.processor = BatchProcessor(self.writer, self.stats)
+        self.processor = BatchProcessor(self.writer, self.stats, owners)
         self.topic_prefix = topic_prefix
         self.on_ack: AckCallback | None = None  # set by the Forwarder
         self._lock = threading.Lock()
@@ -43,11 +44,11 @@ class InProcessSink:
             await asyncio.sleep(1.0)
             return False
         if self.on_ack is not None:
-            for ids in confirm.values():
-                self.on_ack(ids)
+            for done in confirm.values():
+                self.on_ack([bid for bid, _ in done])
         return True
 
-    def _write(self, batch: Outgoing) -> dict[str, list[int]]:
+    def _write(self, batch: Outgoing) -> dict[str, list[tuple[int, str]]]:
         topic = f"{self.topic_prefix}/{batch.gateway_id}/samples"
         with self._lock:
             self.stats.messages += 1
@@ -78,4 +79,4 @@ def single_node(database_url: str, cfg: PlantConfig, stop: threading.Event,
 
     prepare_database(database_url, cfg, log_line)
     threading.Thread(target=housekeeping, args=(database_url, cfg, stop), daemon=True, name="housekeeping").start()
-    return InProcessSink(database_url, cfg.edge.uplink_topic_prefix)
+    return InProcessSink(database_url, cfg.edge.uplink_topic_prefix, cfg.device_owners())

@@ -754,14 +754,22 @@ def test_mosquitto_conf_is_tls_authenticated_persistent_and_health_listener_is_l
     assert glob["persistence"] == "true" and int(glob["autosave_interval"]) <= 60  # default 1800 s loses data
     assert int(glob["max_queued_messages"]) > 1000
     listeners = {v.split()[0]: v.split()[1:] for w, k, v in d if k == "listener"}
-    assert set(listeners) == {"8883", "1883"} and listeners["1883"] == ["127.0.0.1"]
-    tls = {k: v for w, k, v in d if w == "8883"}
-    for key in ("cafile", "certfile", "keyfile", "require_certificate", "password_file", "acl_file"):
-        assert key in tls, f"listener 8883 lacks {key}"
-    assert tls["allow_anonymous"] == "false"
+    assert set(listeners) == {"8883", "8884", "1883"} and listeners["1883"] == ["127.0.0.1"]
+    for port in ("8883", "8884"):
+        tls = {k: v for w, k, v in d if w == port}
+        for key in ("cafile", "certfile", "keyfile", "require_certificate", "password_file", "acl_file"):
+            assert key in tls, f"listener {port} lacks {key}"
+        assert tls["allow_anonymous"] == "false"
+    gateways = {k: v for w, k, v in d if w == "8883"}
+    collectors = {k: v for w, k, v in d if w == "8884"}
+    assert gateways["mount_point"] == "gateways/" and "mount_point" not in collectors
+    assert gateways["password_file"] != collectors["password_file"], "collectors' listener: collector users only"
     acl = (DEPLOY / "mosquitto" / "acl").read_text()
-    assert "pattern write shopfloor/v1/%u/samples" in acl and "pattern read shopfloor/v1/%u/ack" in acl
-    assert not re.search(r"(?m)^\s*(topic|pattern)\s+(readwrite\s+|write\s+)?#\s*$", acl), "no catch-all rule"
+    assert "pattern write gateways/shopfloor/v1/%u/samples" in acl
+    assert "pattern read gateways/shopfloor/v1/%u/ack" in acl
+    for name in ("acl", "acl.collectors"):
+        text = (DEPLOY / "mosquitto" / name).read_text()
+        assert not re.search(r"(?m)^\s*(topic|pattern)\s+(readwrite\s+|write\s+|read\s+)?#\s*$", text), name
 
 
 # --------------------------------------------------------------------------- Mosquitto: for real
@@ -773,7 +781,7 @@ USERS = {
     "gw-line-1": "pw-line",
     "sim-node": "pw-node",
 }
-SHARE = "$share/shopfloor-collectors/shopfloor/v1/+/samples"
+SHARE = "$share/shopfloor-collectors/gateways/shopfloor/v1/+/samples"  # collectors, on their own listener
 
 
 def mosquitto_hash(password: str) -> str:
@@ -824,28 +832,34 @@ def write_certs(d: Path) -> None:
     )
 
 
-def write_passwords(path: Path) -> str:
+def write_passwords(d: Path) -> str:
+    """passwd: gateways and Sparkplug nodes (listener 8883); passwd.collectors: the collector (8884)."""
+    files = {
+        d / "passwd": {u: p for u, p in USERS.items() if u != "collector"},
+        d / "passwd.collectors": {"collector": USERS["collector"]},
+    }
     exe = shutil.which("mosquitto_passwd")
     if exe is None:
-        path.write_text("".join(f"{u}:{mosquitto_hash(p)}\n" for u, p in USERS.items()))
+        for path, users in files.items():
+            path.write_text("".join(f"{u}:{mosquitto_hash(p)}\n" for u, p in users.items()))
         return "own $7$ hashes (mosquitto_passwd not installed)"
-    for i, (user, pw) in enumerate(USERS.items()):
-        subprocess.run(
-            [exe, *(["-c"] if i == 0 else []), "-b", str(path), user, pw],
-            check=True,
-            timeout=30,
-            capture_output=True,
-        )
+    for path, users in files.items():
+        for i, (user, pw) in enumerate(users.items()):
+            subprocess.run(
+                [exe, *(["-c"] if i == 0 else []), "-b", str(path), user, pw],
+                check=True,
+                timeout=30,
+                capture_output=True,
+            )
     return "mosquitto_passwd"
 
 
-def adapt_conf(text: str, d: Path, tls_port: int, health_port: int) -> str:
+def adapt_conf(text: str, d: Path, tls_port: int, health_port: int, collector_port: int) -> str:
     """deploy/mosquitto/mosquitto.conf with its ports and file paths swapped for temporary ones."""
     swaps = {
         "cafile": str(d / "ca.crt"),
         "certfile": str(d / "server.crt"),
         "keyfile": str(d / "server.key"),
-        "password_file": str(d / "passwd"),
         "persistence_location": str(d / "data") + "/",
     }
     seen: set[str] = set()
@@ -855,6 +869,13 @@ def adapt_conf(text: str, d: Path, tls_port: int, health_port: int) -> str:
         if key == "listener" and value.split()[0] == "8883":
             ln = f"listener {tls_port} 127.0.0.1"
             seen.add("tls")
+        elif key == "listener" and value.split()[0] == "8884":
+            ln = f"listener {collector_port} 127.0.0.1"
+            seen.add("collectors")
+        elif key == "password_file":
+            name = Path(value.strip()).name
+            ln = f"password_file {d / name}"
+            seen.add(f"passwd:{name}")
         elif key == "listener" and value.split() == ["1883", "127.0.0.1"]:
             ln = f"listener {health_port} 127.0.0.1"
             seen.add("health")
@@ -867,7 +888,9 @@ def adapt_conf(text: str, d: Path, tls_port: int, health_port: int) -> str:
             ln = f"acl_file {d / name}"
             seen.add(f"acl:{name}")
         out.append(ln)
-    assert {"tls", "health", "acl:acl", "acl:acl.health", *swaps} <= seen, f"not adapted: {seen}"
+    expected = {"tls", "collectors", "health", "acl:acl", "acl:acl.collectors", "acl:acl.health",
+                "passwd:passwd", "passwd:passwd.collectors", *swaps}
+    assert expected <= seen, f"not adapted: {seen}"
     return "\n".join(out) + "\n"
 
 
@@ -876,6 +899,7 @@ class Broker:
     host: str
     tls_port: int
     health_port: int
+    collector_port: int
     ca: str
     passwords: str
     log: Path
@@ -894,11 +918,13 @@ def secured_broker() -> Iterator[Broker]:
     try:
         (d / "data").mkdir()
         write_certs(d)
-        how = write_passwords(d / "passwd")
-        tls_port, health_port = free_port(), free_port()
+        how = write_passwords(d)
+        tls_port, health_port, collector_port = free_port(), free_port(), free_port()
         conf = d / "mosquitto.conf"
         conf.write_text(
-            adapt_conf((DEPLOY / "mosquitto" / "mosquitto.conf").read_text(), d, tls_port, health_port)
+            adapt_conf(
+                (DEPLOY / "mosquitto" / "mosquitto.conf").read_text(), d, tls_port, health_port, collector_port
+            )
         )
         if os.geteuid() == 0:
             for p in [d, *d.iterdir()]:
@@ -908,13 +934,13 @@ def secured_broker() -> Iterator[Broker]:
             proc = subprocess.Popen([exe, "-c", str(conf)], stdout=f, stderr=subprocess.STDOUT)
         try:
             deadline = time.time() + 10
-            while not all(_port_open(p) for p in (tls_port, health_port)):
+            while not all(_port_open(p) for p in (tls_port, health_port, collector_port)):
                 if proc.poll() is not None or time.time() > deadline:
                     pytest.fail(
                         f"mosquitto did not start with deploy/mosquitto/mosquitto.conf:\n{log.read_text()}"
                     )
                 time.sleep(0.05)
-            yield Broker("127.0.0.1", tls_port, health_port, str(d / "ca.crt"), how, log)
+            yield Broker("127.0.0.1", tls_port, health_port, collector_port, str(d / "ca.crt"), how, log)
         finally:
             proc.terminate()
             proc.wait(10)
@@ -1013,6 +1039,8 @@ def peers(secured_broker: Broker) -> Iterator[Any]:
     made: list[Peer] = []
 
     def make(username: str | None = None, **kw: Any) -> Peer:
+        if username == "collector" and "port" not in kw:
+            kw["port"] = secured_broker.collector_port  # collectors have their own listener
         p = Peer(secured_broker, username, **kw)
         made.append(p)
         return p
@@ -1055,10 +1083,42 @@ def test_collector_acks_reach_only_their_gateway(peers: Any) -> None:
     gw_b.subscribe("shopfloor/v1/+/ack")  # may be granted; delivery is still checked per message
     gw_b.subscribe("shopfloor/v1/gw-a/samples")
     collector = _connected(peers("collector"))
-    assert collector.publish("shopfloor/v1/gw-a/ack", b'{"batch_ids": [1]}')
+    assert collector.publish("gateways/shopfloor/v1/gw-a/ack", b'{"batch_ids": [1]}')
     assert gw_a.received(b'{"batch_ids": [1]}', 5)
     assert _connected(peers("gw-a")).publish("shopfloor/v1/gw-a/samples", b"secret batch")
     assert not gw_b.received(b'{"batch_ids": [1]}', 1.0) and not gw_b.received(b"secret batch", 0.5)
+
+
+@pytest.mark.integration
+def test_only_collector_credentials_reach_the_collectors_listener(peers: Any, secured_broker: Broker) -> None:
+    for user in ("gw-a", "gw-line-1", "sim-node"):
+        assert not peers(user, port=secured_broker.collector_port).connect(), f"{user} on the collectors' port"
+    assert not peers("collector", port=secured_broker.tls_port).connect(), "collector user on the gateways' port"
+    assert peers("collector").connect()
+
+
+@pytest.mark.integration
+def test_a_gateway_cannot_join_the_collectors_shared_subscription(peers: Any) -> None:
+    """Mosquitto 2.0's ACL grants every SUBSCRIBE; were the gateway in the share group, the broker would hand
+    it about half the batches, which it may not read, and they would vanish until re-sent."""
+    collector = _connected(peers("collector"))
+    assert collector.subscribe(SHARE)
+    intruder = _connected(peers("gw-b"))
+    for topic in ("$share/shopfloor-collectors/shopfloor/v1/+/samples", SHARE, "shopfloor/v1/+/samples", "#"):
+        intruder.subscribe(topic)  # the SUBACK may say granted: what matters is what is delivered to whom
+    gw_a = _connected(peers("gw-a"))
+    sent = [f"batch {i}".encode() for i in range(20)]
+    for body in sent:
+        assert gw_a.publish("shopfloor/v1/gw-a/samples", body)
+    got = set()
+    deadline = time.time() + 10
+    while len(got) < len(sent) and time.time() < deadline:
+        try:
+            got.add(collector.messages.get(timeout=0.5)[1])
+        except queue.Empty:
+            continue
+    assert got == set(sent), f"the collector got {len(got)} of {len(sent)} batches"
+    assert intruder.messages.empty(), "a gateway received samples"
 
 
 @pytest.mark.integration

@@ -109,7 +109,10 @@ def test_unreachable_database_is_transient() -> None:
         SampleWriter("postgresql://postgres@127.0.0.1:1/none", connect_timeout_s=2).write(batch(1), [])
 
 
-def test_sqlstate_classes_08_40_53_57_are_transient() -> None:
+def test_only_errors_a_retry_can_cure_are_transient() -> None:
     assert is_transient(psycopg.errors.SerializationFailure())
     assert is_transient(psycopg.errors.AdminShutdown())
     assert not is_transient(psycopg.errors.UniqueViolation())
+    assert not is_transient(psycopg.errors.ProgramLimitExceeded()), "54000 is an OperationalError, but about the row"
+    assert not is_transient(psycopg.errors.QueryCanceled()), "a statement timeout would time out again"
+    assert is_transient(psycopg.errors.DiskFull()) and is_transient(psycopg.OperationalError("connection lost"))

@@ -28,6 +28,10 @@ collector_app = typer.Typer(help="Run the collector: consume the uplink and writ
 def collector_run(ctx: typer.Context, config: ConfigOpt = None, database_url: DbOpt = None,
                   broker_url: BrokerOpt = None,
                   client_id: Annotated[str | None, typer.Option(help="MQTT client id (unique per collector).")] = None,
+                  mount_point: Annotated[str, typer.Option(
+                      envvar="SHOPFLOOR_BROKER_MOUNT_POINT",
+                      help="mount_point of the broker listener the gateways use (e.g. gateways/ with "
+                           "deploy/mosquitto): prefixed to the samples and ack topics.")] = "",
                   log_level: LogOpt = "info") -> None:
     """Consume the uplink (MQTT 5 shared subscription) and write batches with COPY."""
     if ctx.invoked_subcommand is not None:
@@ -47,7 +51,7 @@ def collector_run(ctx: typer.Context, config: ConfigOpt = None, database_url: Db
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with reaching_database(url):
         prepare_database(url, cfg)
-        run_collector(url, broker, cfg, stop, client_id=client_id)
+        run_collector(url, broker, cfg, stop, client_id=client_id, mount_point=mount_point)
 
 
 @collector_app.command("status")

@@ -22,8 +22,12 @@ def config_check(file: Annotated[Path, typer.Argument(help="Plant YAML file to v
     machines = cfg.machines()
     tags = sum(len(d.tags) for d in cfg.devices)
     networked = sum(1 for m in machines if m.device)
+    owners = cfg.device_owners()
+    gateways = sorted({*owners.values(), *([cfg.edge.gateway_id] if owners and cfg.edge.gateway_id else [])})
+    per_gateway = f", gateways {', '.join(f'{g} ({len(cfg.gateway_devices(g) or [])})' for g in gateways)}" \
+        if gateways else ""
     typer.echo(f"{file}: OK: plant {cfg.plant.id}, {len(cfg.devices)} devices, {tags} tags, {len(machines)} machines "
-               f"({networked} with a device), {len(cfg.shifts)} shifts")
+               f"({networked} with a device), {len(cfg.shifts)} shifts{per_gateway}")
     from core.shifts import shift_warnings
 
     for line in shift_warnings(cfg):

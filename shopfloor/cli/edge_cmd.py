@@ -27,7 +27,10 @@ edge_app = typer.Typer(help="Run the edge gateway: read PLCs, buffer on disk, fo
 @edge_app.callback()
 def edge_run(ctx: typer.Context, config: ConfigOpt = None, broker_url: BrokerOpt = None, database_url: DbOpt = None,
              buffer: Annotated[str | None, typer.Option(help="Store-and-forward file (default edge.buffer_path).")] = None,
-             gateway_id: Annotated[str | None, typer.Option(help="Gateway id (default edge.gateway_id or hostname).")] = None,
+             gateway_id: Annotated[str | None, typer.Option(
+                 help="Gateway id (default edge.gateway_id or hostname). When the plant file assigns devices to "
+                      "gateways (a device's `gateway` key or a `gateways:` section), only this gateway's devices "
+                      "run.")] = None,
              log_level: LogOpt = "info") -> None:
     """Run the edge gateway for every device in the plant file."""
     if ctx.invoked_subcommand is not None:
@@ -37,8 +40,14 @@ def edge_run(ctx: typer.Context, config: ConfigOpt = None, broker_url: BrokerOpt
     from edge.runner import Edge
     from edge.uplink import MqttSink
 
+    gateway = gateway_id or cfg.edge.gateway_id or _hostname()
+    device_ids = cfg.gateway_devices(gateway)
+    if device_ids is not None and not device_ids:
+        known = sorted({*cfg.device_owners().values(), *([cfg.edge.gateway_id] if cfg.edge.gateway_id else [])})
+        raise fail(f"{config}: gateway {gateway!r} reads no device in this plant file (gateways: {', '.join(known)}); "
+                   "pass --gateway-id with one of them", 2)
     if broker_url:
-        sink: Any = MqttSink(broker_url, gateway_id or cfg.edge.gateway_id or _hostname(), cfg.edge.uplink_topic_prefix)
+        sink: Any = MqttSink(broker_url, gateway, cfg.edge.uplink_topic_prefix)
     elif database_url:
         from shopfloor.wiring import single_node
 
@@ -46,7 +55,8 @@ def edge_run(ctx: typer.Context, config: ConfigOpt = None, broker_url: BrokerOpt
             sink = single_node(database_url, cfg, threading.Event())
     else:
         raise fail("give --broker-url (publish to the uplink) or --database-url (single-node mode)", 2)
-    edge = Edge(cfg, sink, buffer_path=buffer, gateway_id=gateway_id, config_dir=str(Path(str(config)).parent))
+    edge = Edge(cfg, sink, buffer_path=buffer, gateway_id=gateway, device_ids=device_ids,
+                config_dir=str(Path(str(config)).parent))
     run_until_signal(edge.run)
 
 

@@ -78,7 +78,14 @@ class Topic:
 
 
 def parse_topic(topic: str) -> Topic:
-    """'spBv1.0/plant1/DDATA/cell-gw/robot-04' -> Topic; ValueError if it is not a Sparkplug B topic."""
+    """'spBv1.0/plant1/DDATA/cell-gw/robot-04' -> Topic; ValueError if it is not a Sparkplug B topic.
+
+    Levels before the namespace are a broker listener's mount_point (Mosquitto 2.0.11 delivers topics with it,
+    e.g. gateways/spBv1.0/...) and are skipped.
+    """
+    at = topic.find("/" + NAMESPACE + "/")
+    if at >= 0 and not topic.startswith(NAMESPACE + "/"):
+        topic = topic[at + 1:]
     parts = topic.split("/")
     if len(parts) not in (4, 5) or parts[0] != NAMESPACE or parts[2] not in MESSAGE_TYPES:
         raise ValueError(f"not a Sparkplug B topic: {topic!r}")
