@@ -20,11 +20,10 @@ TextQ = Query(min_length=1, max_length=200)
 
 
 def sample_schema() -> Any:
-    """Arrow schema of exported samples (also used by api.export)."""
-    import pyarrow as pa
+    """Arrow schema of samples: the one the raw-data export writes."""
+    from api.export import arrow_schemas
 
-    return pa.schema([("ts", pa.timestamp("us", tz="UTC")), ("device_id", pa.string()), ("tag", pa.string()),
-                      ("value", pa.float64()), ("value_text", pa.string()), ("quality", pa.string())])
+    return arrow_schemas()["samples"]
 
 
 @router.get("/samples", response_model=list[Sample],
