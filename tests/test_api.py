@@ -98,7 +98,7 @@ BAD = [
     (f"/api/v1/kpis?asset=line-1&kpi=oee' OR '1'='1&{PERIOD}", 422, "unknown kpi"),
     (f"/api/v1/samples?device=d1' OR 1=1--&{PERIOD}", 404, "unknown device"),
     (f"/api/v1/samples?device=d1&tag=x' OR 1=1--&{PERIOD}", 200, ""),
-    (f"/api/v1/networking-rate?scope=%3Bselect%20pg_sleep(10)    (f"/api/v1/networking-rate?scope=%00&{PERIOD}", 404, "unknown scope"),{PERIOD}", 404, "unknown scope"),
+    (f"/api/v1/networking-rate?scope=%3Bselect%20pg_sleep(10)&{PERIOD}", 404, "unknown scope"),
     (f"/api/v1/samples?device=d1&format=xml&{PERIOD}", 422, "format"),
     ("/api/v1/assets?x=" + "a" * 5000, 414, "shorten"),
     (f"/api/v1/samples?device=d1&tag=%00&{PERIOD}", 400, "NUL"),
