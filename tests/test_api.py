@@ -264,3 +264,21 @@ def test_generated_requests_from_the_openapi_schema_never_get_a_5xx(client: Test
 
         one()
     assert any(s < 300 for s in seen) and any(400 <= s < 500 for s in seen), seen
+
+
+def test_columns_added_to_kpi_values_later_pass_through_as_extra(env: Env) -> None:
+    with psycopg.connect(env.url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE kpi_values ADD COLUMN IF NOT EXISTS data_quality_test text DEFAULT 'ok'")
+    try:
+        app = create_app(Settings(database_url=env.url, config_path=Path("plant.yaml")), env.cfg)
+        with TestClient(app) as c:
+            admin = {"Authorization": f"Bearer {env.tokens['admin']}"}
+            for fmt in ("json", "csv"):
+                r = c.get(f"/api/v1/kpis?asset=m1&kpi=oee&bucket=day&format={fmt}&{PERIOD}", headers=admin)
+                assert r.status_code == 200 and "data_quality_test" in r.text and '"ok"' in r.text.replace('""', '"')
+            assert r.text.splitlines()[0].endswith("extra")
+            assert c.get(f"/api/v1/kpis?asset=m1&kpi=oee&bucket=day&{PERIOD}", headers=admin).json()[0]["extra"] == \
+                {"data_quality_test": "ok"}
+    finally:
+        with psycopg.connect(env.url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE kpi_values DROP COLUMN data_quality_test")
