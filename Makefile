@@ -40,6 +40,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_modbus.py
 	$(BIN)/python benchmarks/bench_opcua.py
 	$(BIN)/python benchmarks/kpi/bench_kernels.py --scale 0.1
+	$(BIN)/python benchmarks/api/bench_api.py --interval-s 30 --seconds 5
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
