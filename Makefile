@@ -25,7 +25,7 @@ demo: venv
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy core edge collector kpi simulator shopfloor
+	$(BIN)/mypy core edge collector kpi simulator shopfloor api
 	$(BIN)/shopfloor config check examples/plant.yaml
 	@if [ -f ../shared/examples/plant-contract.yaml ]; then $(BIN)/shopfloor config check ../shared/examples/plant-contract.yaml; fi
 
@@ -41,6 +41,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_modbus.py
 	$(BIN)/python benchmarks/bench_opcua.py
 	$(BIN)/python benchmarks/kpi/bench_kernels.py --scale 0.1
+	$(BIN)/python benchmarks/api/bench_api.py --interval-s 30 --seconds 5
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
