@@ -51,8 +51,8 @@ def kpi_rows(conn: Any, assets: list[str], bucket: str, start: datetime, end: da
 
 
 def ledger_slice(conn: Any, devices: list[str], start: datetime, end: datetime) -> list[LedgerEntry]:
-    """Per device, the consecutive chain entries from the first one sealing an hour in [start, end) to the last
-    one that does (later revisions of those hours included)."""
+    """Per device, the consecutive chain entries from the first one sealing an hour in [start, end) to the chain's
+    head now (later revisions of those hours included, and every head a later checkpoint signed)."""
     from collector.ledger import ledger_entries
 
     out: list[LedgerEntry] = []
@@ -60,8 +60,7 @@ def ledger_slice(conn: Any, devices: list[str], start: datetime, end: datetime) 
         chain = ledger_entries(conn, dev)
         pos = [e.chain_seq for e in chain if start <= e.hour < end]
         if pos:
-            lo, hi = min(pos), max(pos)
-            out += [e for e in chain if lo <= e.chain_seq <= hi]
+            out += [e for e in chain if e.chain_seq >= min(pos)]
     return out
 
 

@@ -40,14 +40,14 @@ def period_values(rows: Iterable[Row], asset: str, bucket: str, is_machine: bool
 
     sums: dict[str, float] = {}
     why: dict[str, str] = {}
-    cov: dict[str, list[float]] = {}
+    cov: dict[str, float] = {}  # bucket -> data coverage (the same on every row of the bucket)
     buckets: set[str] = set()
     for r in rows:
         if r.asset_id != asset or r.bucket != bucket:
             continue
         buckets.add(r.bucket_start)
         if r.coverage is not None:
-            cov.setdefault(r.kpi, []).append(r.coverage)
+            cov[r.bucket_start] = r.coverage
         if r.kpi in ELEMENTS:
             if r.value is None:
                 why.setdefault(r.kpi, r.null_reason or "not available")
@@ -59,7 +59,7 @@ def period_values(rows: Iterable[Row], asset: str, bucket: str, is_machine: bool
         if kpi not in BY_ID:
             continue
         d = BY_ID[kpi]
-        c = cov.get(kpi, [])
+        c = list(cov.values())
         num, den = (d.inputs + ("", ""))[:2] if d.kind == "kpi" else ("", "")
         out[kpi] = {"value": value, "null_reason": reason, "unit": d.unit, "buckets": len(buckets),
                     "coverage": sum(c) / len(c) if c else None,

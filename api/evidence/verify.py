@@ -185,16 +185,46 @@ def recompute_check(pack: Pack, manifest: dict[str, Any], exp: Any, export_end: 
 
 
 def verify(path: Path, pub: Path, raw: Path | None = None, checkpoints: Path | None = None) -> list[Check]:
-    """Every check, in order; the pack passes when none has problems."""
+    """Every check, in order; the pack passes when none has problems.
+
+    Bad input (not a pack, not a key, an export of another plant or scope) raises ShopfloorError. When the
+    signature or a digest already failed, a part that cannot even be read is reported as that check's failure.
+    """
     key = load_public(pub)
     pack = open_pack(path)
     sig, subj, _ = check_attestation(pack, key)
     checks = [sig, subj]
-    manifest = pack.json("manifest.json")
-    if manifest.get("format") != FORMAT:
-        raise ShopfloorError(f"{path}: manifest.json format {manifest.get('format')!r}, expected {FORMAT!r}")
-    chain, cps, entries = check_ledger(pack, key, checkpoints, manifest["plant_id"])
-    checks += [chain, cps, check_evaluation(pack, manifest)]
+    intact = sig.ok and subj.ok
+
+    def guarded(name: str, run: Any) -> list[Check]:
+        try:
+            out: list[Check] = run()
+            return out
+        except (ShopfloorError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            if intact:
+                raise
+            return [Check(name, [f"cannot check (the pack was altered): {exc!r}"])]
+
+    manifest: dict[str, Any] = {}
+
+    def man() -> list[Check]:
+        manifest.update(pack.json("manifest.json"))
+        if manifest.get("format") != FORMAT:
+            raise ShopfloorError(f"{path}: manifest.json format {manifest.get('format')!r}, expected {FORMAT!r}")
+        return []
+
+    checks += guarded("manifest", man)
+    if not manifest:
+        return checks
+    entries: list[Any] = []
+
+    def ledger() -> list[Check]:
+        chain, cps, ents = check_ledger(pack, key, checkpoints, manifest["plant_id"])
+        entries.extend(ents)
+        return [chain, cps]
+
+    checks += guarded("ledger", ledger)
+    checks += guarded("evaluation", lambda: [check_evaluation(pack, manifest)])
     if raw is not None:
-        checks += list(check_raw(pack, manifest, raw, entries))
+        checks += guarded("raw data", lambda: list(check_raw(pack, manifest, raw, entries)))
     return checks
