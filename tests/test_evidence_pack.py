@@ -41,7 +41,7 @@ class Built:
     plant: Path
 
 
-def make(url: str, tmp: Path, out: str = "pack.zip") -> Built:
+def make(url: str, tmp: Path, out: str = "pack.zip", fmt: str = "csv") -> Built:
     """Two machines, a day of baseline and a day of report period, KPIs backfilled, a pack with its export."""
     migrate(url, log=lambda _: None, schema_dirs=schema_dirs())
     d0 = D.day0(8)
@@ -53,7 +53,7 @@ def make(url: str, tmp: Path, out: str = "pack.zip") -> Built:
     priv, pub = keygen(tmp / "keys")
     req = PackRequest(plant, url, "cn-national-smart-factory-tiers", "ev-plant", d0 + timedelta(days=2),
                       d0 + timedelta(days=3), priv, tmp / out, d0, d0 + timedelta(days=1), region="jiangsu",
-                      raw_out=tmp / "raw")
+                      raw_out=tmp / "raw", raw_format=fmt)
     build(req)
     return Built(url, tmp, tmp / out, pub, priv, tmp / "raw", plant)
 
@@ -72,7 +72,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
 
 
 def test_round_trip_pack_then_verify_passes(db: str, tmp_path: Path) -> None:
-    b = make(db, tmp_path)
+    b = make(db, tmp_path, fmt="parquet")
     checks = verify(b.pack, b.pub, b.raw)
     assert failing(checks) == {}
     names = [c.name for c in checks]
@@ -155,8 +155,9 @@ def test_dropped_or_changed_raw_row_names_device_and_hour(built: Built, tmp_path
     cells[3] = repr(float(cells[3]) + 1)
     (raw / "samples.csv").write_text("\n".join(",".join(cells) if x == victim else x for x in lines) + "\n")
     f = failing(verify(built.pack, built.pub, raw))
-    assert f["raw rows vs ledger"] == [f"device {dev} hour {hour}: rows differ from what ledger rev 1 sealed "
-                                       "(a value, tag, time or quality was changed)"]
+    assert f["raw rows vs ledger"] == [
+        "samples.csv: SHA-256 differs from the export's manifest.json (changed after export)",
+        f"device {dev} hour {hour}: rows differ from what ledger rev 1 sealed (a value, tag, time or quality was changed)"]
 
 
 def test_changed_kpi_row_resigned_with_another_key(built: Built, tmp_path: Path) -> None:

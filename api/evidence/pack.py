@@ -41,7 +41,8 @@ class PackRequest:
     rulebook_dirs: list[Path] = field(default_factory=list)
     min_coverage: float = 0.9
     refresh: bool = False  # recompute the windows' KPI rows (kpi backfill up to `end`) before reading them
-    raw_out: Path | None = None  # also write the raw-data export of the pack's window here
+    raw_out: Path | None = None  # also write the raw-data export of the pack's window here (api.export)
+    raw_format: str = "parquet"
     now: datetime | None = None
 
 
@@ -152,8 +153,10 @@ def build(req: PackRequest) -> dict[str, Any]:
         make_checkpoint(conn, key, cfg.plant.id, now)
         checkpoints = stored_checkpoints(conn, ex_start)
         reg = collect.register(conn, cfg, req.scope, req.start, req.end)
-        if req.raw_out is not None:
-            rawdata.write_export(conn, cfg.plant.id, devices, ex_start, ex_end, req.raw_out)
+    if req.raw_out is not None:
+        from api.export import export_scope
+
+        export_scope(req.database_url, cfg, req.scope, ex_start, ex_end, req.raw_out, req.raw_format)
     rows_j, brows_j = collect.rows_json(rows), collect.rows_json(brows)
     manifest = {
         "format": FORMAT, "plant_id": cfg.plant.id, "scope": req.scope, "scope_is_machine": is_machine,
@@ -163,8 +166,8 @@ def build(req: PackRequest) -> dict[str, Any]:
         "baseline_to": req.baseline_end.astimezone(UTC).isoformat() if req.baseline_end else None,
         "kpi_until": req.end.astimezone(UTC).isoformat() if req.refresh else None,
         "raw_export": {"from": ex_start.isoformat(), "to": ex_end.isoformat(), "devices": devices,
-                       "command": f"shopfloor export --config PLANT --database-url DB --devices {','.join(devices)} "
-                                  f"--from {ex_start.isoformat()} --to {ex_end.isoformat()}"},
+                       "command": f"shopfloor export --config PLANT --database-url DB --scope {req.scope} "
+                                  f"--from {ex_start.isoformat()} --to {ex_end.isoformat()} --out DIR"},
         "rows_left_out_open_buckets": left, "created_at": now.isoformat(), "code_version": code_version(),
         "definition_version": DEFINITION_VERSION, "emission_factor_table": table_version(),
         "rulebook": {"id": book.rulebook.id, "version": book.rulebook.version,

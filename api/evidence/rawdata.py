@@ -1,15 +1,14 @@
-"""The raw-data export a certifier recomputes from: samples, device_status and ledger entries as CSV files.
+"""Reading the raw-data export (`shopfloor export`, api/export.py) and checking it against the ingest ledger.
 
-Format `shopfloor-export/1` (a directory): `manifest.json` ({format, plant_id, devices, from, to}), `samples.csv`
-(ts,device_id,tag,value,value_text,quality), `device_status.csv` (ts,device_id,state,reason) and
-`ingest_ledger.csv`. Times are UTC `YYYY-MM-DDTHH:MM:SS.ffffffZ`; `value` is Python's shortest round-trip repr
-of the double; a NULL is `\\N` (as in PostgreSQL COPY text). `from`/`to` are whole UTC hours: every device-hour
-inside them is complete, so it can be checked against the ledger's row count and hash.
+The export is a directory: manifest.json (plant_id, devices, exported {from, to} in whole UTC hours, format,
+files with SHA-256) and samples / device_status / ingest_ledger as CSV or Parquet. Every device-hour inside the
+exported period is complete, so its row count and canonical hash can be compared with the ledger's.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterator
@@ -18,11 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from collector.ledger import GENESIS, LedgerEntry, entry_hash, hour_iso, iso_us, rows_digest
+from collector.ledger import GENESIS, LedgerEntry, entry_hash, hour_iso, rows_digest
 from core.errors import ShopfloorError
 
-FORMAT = "shopfloor-export/1"
-NULL = "\\N"
 SAMPLE_COLS = ("ts", "device_id", "tag", "value", "value_text", "quality")
 STATUS_COLS = ("ts", "device_id", "state", "reason")
 LEDGER_COLS = ("device_id", "hour", "revision", "row_count", "rows_sha256", "prev_hash", "entry_hash", "chain_seq")
@@ -44,20 +41,6 @@ def floor_hour(t: datetime) -> datetime:
 def ceil_hour(t: datetime) -> datetime:
     f = floor_hour(t)
     return f if f == t else f + timedelta(hours=1)
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return NULL
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, datetime):
-        return iso_us(v)
-    return str(v)
-
-
-def _uncell(s: str) -> str | None:
-    return None if s == NULL else s
 
 
 def write_ledger_csv(path: Path, entries: list[LedgerEntry]) -> None:
@@ -82,33 +65,6 @@ def read_ledger_csv(text: str, where: str) -> list[LedgerEntry]:
     return out
 
 
-def write_export(conn: Any, plant_id: str, devices: list[str], start: datetime, end: datetime, out: Path) -> None:
-    """Export the devices' raw rows for the whole UTC hours covering [start, end) into directory `out`."""
-    start, end = floor_hour(start), ceil_hour(end)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "samples.csv").open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(SAMPLE_COLS)
-        with conn.cursor() as cur:
-            cur.execute("""SELECT ts, device_id, tag, value, value_text, quality FROM samples
-                           WHERE device_id = ANY(%s) AND ts >= %s AND ts < %s
-                           ORDER BY device_id, ts, tag COLLATE "C" """, (devices, start, end))
-            for row in cur:
-                w.writerow([_cell(v) for v in row])
-    with (out / "device_status.csv").open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(STATUS_COLS)
-        for row in conn.execute("""SELECT ts, device_id, state, reason FROM device_status
-                                   WHERE device_id = ANY(%s) AND ts < %s ORDER BY device_id, ts""", (devices, end)):
-            w.writerow([_cell(v) for v in row])
-    from collector.ledger import ledger_entries
-
-    write_ledger_csv(out / "ingest_ledger.csv", [e for e in ledger_entries(conn) if e.device_id in set(devices)])
-    (out / "manifest.json").write_text(json.dumps(
-        {"format": FORMAT, "plant_id": plant_id, "devices": sorted(devices), "from": hour_iso(start),
-         "to": hour_iso(end)}, indent=1) + "\n", encoding="utf-8")
-
-
 @dataclass
 class Export:
     plant_id: str
@@ -117,9 +73,26 @@ class Export:
     end: datetime
     samples: list[Sample] = field(default_factory=list)
     status: list[tuple[datetime, str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # files that differ from the export's own manifest
 
 
-def _csv_rows(path: Path, cols: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
+def _opt(v: Any) -> Any:
+    return None if v == "" else v
+
+
+def _table(d: Path, name: str, fmt: str, cols: tuple[str, ...]) -> Iterator[tuple[str, list[Any]]]:
+    """(where, row) of one exported table, CSV or Parquet; errors name the file (and line)."""
+    path = d / f"{name}.{fmt}"
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path, columns=list(cols))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ExportError(f"{path}: cannot read as Parquet with columns {','.join(cols)} ({exc})") from exc
+        for i, row in enumerate(zip(*(table.column(c).to_pylist() for c in cols), strict=True)):
+            yield f"{path} row {i + 1}", list(row)
+        return
     try:
         f = path.open(newline="", encoding="utf-8")
     except OSError as exc:
@@ -127,38 +100,48 @@ def _csv_rows(path: Path, cols: tuple[str, ...]) -> Iterator[tuple[int, list[str
     with f:
         reader = csv.reader(f)
         header = next(reader, None)
-        if header is None or tuple(header) != cols:
-            raise ExportError(f"{path}:1: header must be {','.join(cols)}")
+        if header is None or tuple(header[: len(cols)]) != cols:
+            raise ExportError(f"{path}:1: header must start with {','.join(cols)}")
         for n, row in enumerate(reader, start=2):
-            if len(row) != len(cols):
+            if len(row) < len(cols):
                 raise ExportError(f"{path}:{n}: expected {len(cols)} fields, found {len(row)}")
-            yield n, row
+            yield f"{path}:{n}", [_opt(v) for v in row[: len(cols)]]
+
+
+def _ts(v: Any) -> datetime:
+    return v.astimezone(UTC) if isinstance(v, datetime) else parse_ts(str(v))
 
 
 def read_export(d: Path) -> Export:
-    """Read an export directory; one-line errors naming the file and line."""
+    """Read a `shopfloor export` directory (manifest.json and CSV or Parquet tables); one-line errors."""
     mpath = d / "manifest.json"
     try:
         m = json.loads(mpath.read_text(encoding="utf-8"))
-        exp = Export(str(m["plant_id"]), list(m["devices"]), parse_ts(m["from"]), parse_ts(m["to"]))
-        if m.get("format") != FORMAT:
-            raise ExportError(f"{mpath}: format {m.get('format')!r}, expected {FORMAT!r}")
+        exp = Export(str(m["plant_id"]), list(m["devices"]), parse_ts(m["exported"]["from"]),
+                     parse_ts(m["exported"]["to"]))
+        fmt = str(m.get("format", "parquet"))
     except OSError as exc:
         raise ExportError(f"{mpath}: cannot read ({exc.strerror or exc}); is {d} a `shopfloor export` directory?") \
             from exc
     except (ValueError, KeyError, TypeError) as exc:
-        raise ExportError(f"{mpath}: not an export manifest ({exc})") from exc
-    for n, r in _csv_rows(d / "samples.csv", SAMPLE_COLS):
+        raise ExportError(f"{mpath}: not an export manifest ({exc!r})") from exc
+    if fmt not in ("csv", "parquet"):
+        raise ExportError(f"{mpath}: format {fmt!r}: expected csv or parquet")
+    for f in m.get("files", []):
+        p = d / str(f["path"])
+        if p.exists() and "sha256" in f and hashlib.sha256(p.read_bytes()).hexdigest() != f["sha256"]:
+            exp.problems.append(f"{p.name}: SHA-256 differs from the export's manifest.json (changed after export)")
+    for where, r in _table(d, "samples", fmt, SAMPLE_COLS):
         try:
-            v = _uncell(r[3])
-            exp.samples.append((parse_ts(r[0]), r[1], r[2], None if v is None else float(v), _uncell(r[4]), r[5]))
-        except ValueError as exc:
-            raise ExportError(f"{d / 'samples.csv'}:{n}: {exc}") from exc
-    for n, r in _csv_rows(d / "device_status.csv", STATUS_COLS):
+            v = r[3]
+            exp.samples.append((_ts(r[0]), str(r[1]), str(r[2]), None if v is None else float(v), r[4], str(r[5])))
+        except (ValueError, TypeError) as exc:
+            raise ExportError(f"{where}: {exc}") from exc
+    for where, r in _table(d, "device_status", fmt, STATUS_COLS[:3]):
         try:
-            exp.status.append((parse_ts(r[0]), r[1], r[2]))
-        except ValueError as exc:
-            raise ExportError(f"{d / 'device_status.csv'}:{n}: {exc}") from exc
+            exp.status.append((_ts(r[0]), str(r[1]), str(r[2])))
+        except (ValueError, TypeError) as exc:
+            raise ExportError(f"{where}: {exc}") from exc
     return exp
 
 

@@ -138,7 +138,7 @@ def check_raw(pack: Pack, manifest: dict[str, Any], raw: Path, entries: list[Any
     if exp.start > want_from or exp.end < want_to:
         raise ShopfloorError(f"{raw}: export covers {exp.start.isoformat()}..{exp.end.isoformat()}, the pack needs "
                              f"{want_from.isoformat()}..{want_to.isoformat()}")
-    rawc.problems += check_against_ledger(exp, entries)
+    rawc.problems += exp.problems + check_against_ledger(exp, entries)
     rawc.detail = f"{len(exp.samples)} rows"
     kpic.problems, kpic.detail = recompute_check(pack, manifest, exp, want_to)
     return rawc, kpic

@@ -7,7 +7,16 @@ import sys
 import typer
 
 from core.errors import ShopfloorError
-from shopfloor.cli import api_cmd, collector_cmd, config_cmd, db_cmd, edge_cmd, evidence_cmd, kpi_cmd, simulate_cmd
+from shopfloor.cli import (
+    api_cmd,
+    collector_cmd,
+    config_cmd,
+    db_cmd,
+    edge_cmd,
+    evidence_cmd,
+    kpi_cmd,
+    simulate_cmd,
+)
 
 app = typer.Typer(help="Shop-floor data collector and KPI engine: PLCs -> edge -> collector -> KPIs.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)

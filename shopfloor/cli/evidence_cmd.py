@@ -57,6 +57,7 @@ def pack(config: ConfigOpt = None, database_url: DbOpt = None,
              "--refresh-kpis", help="Recompute the periods' KPIs (backfill up to --to) before reading them.")] = False,
          raw_out: Annotated[Path | None, typer.Option(
              "--raw-out", help="Also write the raw-data export the pack covers into this directory.")] = None,
+         raw_format: Annotated[str, typer.Option("--raw-format", help="parquet or csv (with --raw-out).")] = "parquet",
          rulebook_dirs: RulebooksOpt = None, log_level: LogOpt = "warning") -> None:
     """Build a signed evidence pack: evaluation, KPI rows, ledger slice and checkpoints, report, annex."""
     setup_logging(log_level)
@@ -71,7 +72,7 @@ def pack(config: ConfigOpt = None, database_url: DbOpt = None,
         baseline_end=parse_time(baseline_to, "--baseline-to") if baseline_to else None,
         key=need(key, "--key", "SHOPFLOOR_SIGNING_KEY"), out=out, bucket=bucket, region=region,
         attestations=attestations, rulebook_dirs=list(rulebook_dirs or []), min_coverage=min_coverage,
-        refresh=refresh_kpis, raw_out=raw_out)
+        refresh=refresh_kpis, raw_out=raw_out, raw_format=raw_format)
     typer.echo("building evidence pack ...", err=True)
     m = build(req)
     typer.echo(f"wrote {out}: rulebook {m['rulebook']['id']} {m['rulebook']['version']}, scope {m['scope']}, "
