@@ -90,8 +90,8 @@ def _table(d: Path, name: str, fmt: str, cols: tuple[str, ...]) -> Iterator[tupl
             table = pq.read_table(path, columns=list(cols))
         except (OSError, ValueError, KeyError) as exc:
             raise ExportError(f"{path}: cannot read as Parquet with columns {','.join(cols)} ({exc})") from exc
-        for i, row in enumerate(zip(*(table.column(c).to_pylist() for c in cols), strict=True)):
-            yield f"{path} row {i + 1}", list(row)
+        for i, prow in enumerate(zip(*(table.column(c).to_pylist() for c in cols), strict=True)):
+            yield f"{path} row {i + 1}", list(prow)
         return
     try:
         f = path.open(newline="", encoding="utf-8")
