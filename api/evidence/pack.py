@@ -43,6 +43,7 @@ class PackRequest:
     refresh: bool = False  # recompute the windows' KPI rows (kpi backfill up to `end`) before reading them
     raw_out: Path | None = None  # also write the raw-data export of the pack's window here (api.export)
     raw_format: str = "parquet"
+    plant_text: str | None = None  # the plant file as used, when the caller holds it already (the API)
     now: datetime | None = None
 
 
@@ -128,7 +129,12 @@ def build(req: PackRequest) -> dict[str, Any]:
     check_windows(req.start, req.end, req.baseline_start, req.baseline_end, now)
     if req.bucket not in ("hour", "shift", "day"):
         raise ShopfloorError(f"--bucket {req.bucket!r}: use hour, shift or day")
-    cfg, plant_text = load_config(req.config), req.config.read_text(encoding="utf-8")
+    if req.plant_text is not None:
+        from core.config import parse_config
+
+        cfg, plant_text = parse_config(req.plant_text, str(req.config)), req.plant_text
+    else:
+        cfg, plant_text = load_config(req.config), req.config.read_text(encoding="utf-8")
     book = get(req.rulebook, req.rulebook_dirs)
     key = load_private(req.key)
     machines, is_machine = collect.scope_assets(cfg, req.scope)
