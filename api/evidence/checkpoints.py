@@ -22,15 +22,67 @@ def heads(conn: Any) -> dict[str, dict[str, Any]]:
     return {str(r[0]): {"chain_seq": int(r[1]), "entry_hash": str(r[2]), "hour": hour_iso(r[3])} for r in rows}
 
 
-def make_checkpoint(conn: Any, key: Ed25519PrivateKey, plant_id: str, now: datetime | None = None) -> dict[str, Any]:
-    """Sign the current chain heads, store the checkpoint and return its envelope."""
+def make_checkpoint(conn: Any, key: Ed25519PrivateKey, plant_id: str, now: datetime | None = None,
+                    tsa_url: str | None = None) -> dict[str, Any]:
+    """Sign the current chain heads, time-stamp the signed payload where a TSA is configured, store the checkpoint
+    and return its envelope."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
     h = heads(conn)
     body = {"_type": CHECKPOINT_V1, "plant_id": plant_id, "created_at": now.isoformat(), "heads": h}
-    env = sign_envelope(dumps(body), key, CHECKPOINT_TYPE)
-    conn.execute("INSERT INTO ledger_checkpoints (created_at, heads, envelope, keyid) VALUES (%s, %s, %s, %s)",
-                 (now, json.dumps(h), json.dumps(env), keyid(key.public_key())))
+    payload = dumps(body)
+    env = sign_envelope(payload, key, CHECKPOINT_TYPE)
+    token = None
+    if tsa_url:
+        from api.evidence.tsa import request_token
+
+        token = request_token(tsa_url, payload)
+    conn.execute("""INSERT INTO ledger_checkpoints (created_at, heads, envelope, keyid, tsa_token)
+                    VALUES (%s, %s, %s, %s, %s)""", (now, json.dumps(h), json.dumps(env), keyid(key.public_key()), token))
     return env
+
+
+def stored_tokens(conn: Any, since: datetime | None = None) -> list[dict[str, str]]:
+    """RFC 3161 tokens of stored checkpoints: {payload_sha256, token (base64 DER)}."""
+    import base64
+    import hashlib
+
+    rows = conn.execute("""SELECT envelope, tsa_token FROM ledger_checkpoints WHERE tsa_token IS NOT NULL
+                           AND (%s::timestamptz IS NULL OR created_at >= %s) ORDER BY created_at, id""",
+                        (since, since)).fetchall()
+    out = []
+    for env, tok in rows:
+        e = env if isinstance(env, dict) else json.loads(env)
+        out.append({"payload_sha256": hashlib.sha256(base64.b64decode(e["payload"])).hexdigest(),
+                    "token": base64.b64encode(bytes(tok)).decode()})
+    return out
+
+
+def check_tokens(envelopes: list[Any], tokens: list[dict[str, str]], root: Any) -> tuple[list[str], str]:
+    """Each RFC 3161 token against the checkpoint payload it names (with the TSA root certificate)."""
+    import base64
+    import hashlib
+
+    from api.evidence.tsa import TimestampError, verify_token
+
+    payloads = {}
+    for env in envelopes:
+        try:
+            p = base64.b64decode(env["payload"])
+        except (KeyError, ValueError, TypeError):
+            continue
+        payloads[hashlib.sha256(p).hexdigest()] = p
+    problems: list[str] = []
+    times: list[str] = []
+    for i, t in enumerate(tokens, start=1):
+        signed = payloads.get(t.get("payload_sha256", ""))
+        if signed is None:
+            problems.append(f"ledger/timestamps.jsonl line {i}: no checkpoint in the pack has this payload")
+            continue
+        try:
+            times.append(verify_token(base64.b64decode(t["token"]), signed, root).isoformat())
+        except TimestampError as exc:
+            problems.append(f"ledger/timestamps.jsonl line {i}: {exc}")
+    return problems, f"{len(times)} RFC 3161 tokens verified" + (f", latest {max(times)}" if times else "")
 
 
 def stored_checkpoints(conn: Any, since: datetime | None = None) -> list[dict[str, Any]]:

@@ -44,6 +44,7 @@ class PackRequest:
     raw_out: Path | None = None  # also write the raw-data export of the pack's window here (api.export)
     raw_format: str = "parquet"
     plant_text: str | None = None  # the plant file as used, when the caller holds it already (the API)
+    tsa_url: str | None = None  # RFC 3161 timestamp authority for the pack's checkpoint
     now: datetime | None = None
 
 
@@ -119,7 +120,7 @@ def build(req: PackRequest) -> dict[str, Any]:
 
     from api.evidence import collect, rawdata, report
     from api.evidence.carbon import table_version
-    from api.evidence.checkpoints import make_checkpoint, stored_checkpoints
+    from api.evidence.checkpoints import make_checkpoint, stored_checkpoints, stored_tokens
     from api.evidence.rulebook import get
     from core.config import load_config
     from kpi.catalog import DEFINITION_VERSION
@@ -156,8 +157,8 @@ def build(req: PackRequest) -> dict[str, Any]:
         ex_end = min(rawdata.ceil_hour(last_end + collect.LOOKAHEAD), rawdata.ceil_hour(now))
         devices = sorted({m.device for m in cfg.machines() if m.id in machines and m.device})
         entries = collect.ledger_slice(conn, devices, ex_start, ex_end)
-        make_checkpoint(conn, key, cfg.plant.id, now)
-        checkpoints = stored_checkpoints(conn, ex_start)
+        make_checkpoint(conn, key, cfg.plant.id, now, req.tsa_url)
+        checkpoints, tokens = stored_checkpoints(conn, ex_start), stored_tokens(conn, ex_start)
         reg = collect.register(conn, cfg, req.scope, req.start, req.end)
     if req.raw_out is not None:
         from api.export import export_scope
@@ -188,6 +189,7 @@ def build(req: PackRequest) -> dict[str, Any]:
                                                          "emission_factor_table", "rulebook")}),
         "ledger/entries.csv": _ledger_csv(entries),
         "ledger/checkpoints.jsonl": "".join(json.dumps(c, sort_keys=True) + "\n" for c in checkpoints).encode(),
+        "ledger/timestamps.jsonl": "".join(json.dumps(t, sort_keys=True) + "\n" for t in tokens).encode(),
         "kpi_values.kpiml.xml": report.kpiml_values(rows_j + brows_j).encode(),
         "annex.csv": report.annex_csv(ev).encode("utf-8-sig"),
         "report.html": report.report_html(ev, manifest, carbon).encode(), **att_files}

@@ -81,6 +81,21 @@ def check_attestation(pack: Pack, key: Any) -> tuple[Check, Check, dict[str, Any
     return sig, subj, stmt
 
 
+def check_timestamps(pack: Pack, tsa_root: Path | None) -> Check:
+    """RFC 3161 tokens over the pack's checkpoints, when the certifier gives the TSA's root certificate."""
+    from api.evidence.checkpoints import check_tokens
+
+    c = Check("timestamps")
+    lines = pack.files.get("ledger/timestamps.jsonl", b"").decode().splitlines()
+    tokens = [json.loads(line) for line in lines if line.strip()]
+    if tsa_root is None:
+        c.detail = f"{len(tokens)} RFC 3161 tokens, not checked (give --tsa-root)"
+        return c
+    envs = [json.loads(line) for line in pack.files.get("ledger/checkpoints.jsonl", b"").decode().splitlines() if line]
+    c.problems, c.detail = check_tokens(envs, tokens, tsa_root)
+    return c
+
+
 def check_ledger(pack: Pack, key: Any, extra: Path | None, plant_id: str) -> tuple[Check, Check, list[Any]]:
     from api.evidence.checkpoints import check
     from api.evidence.rawdata import ExportError, check_chain_slice, read_ledger_csv
@@ -184,7 +199,8 @@ def recompute_check(pack: Pack, manifest: dict[str, Any], exp: Any, export_end: 
     return problems, f"{n} KPI rows"
 
 
-def verify(path: Path, pub: Path, raw: Path | None = None, checkpoints: Path | None = None) -> list[Check]:
+def verify(path: Path, pub: Path, raw: Path | None = None, checkpoints: Path | None = None,
+           tsa_root: Path | None = None) -> list[Check]:
     """Every check, in order; the pack passes when none has problems.
 
     Bad input (not a pack, not a key, an export of another plant or scope) raises ShopfloorError. When the
@@ -224,6 +240,7 @@ def verify(path: Path, pub: Path, raw: Path | None = None, checkpoints: Path | N
         return [chain, cps]
 
     checks += guarded("ledger", ledger)
+    checks += guarded("timestamps", lambda: [check_timestamps(pack, tsa_root)])
     checks += guarded("evaluation", lambda: [check_evaluation(pack, manifest)])
     if raw is not None:
         checks += guarded("raw data", lambda: list(check_raw(pack, manifest, raw, entries)))

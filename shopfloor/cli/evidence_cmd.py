@@ -58,6 +58,9 @@ def pack(config: ConfigOpt = None, database_url: DbOpt = None,
          raw_out: Annotated[Path | None, typer.Option(
              "--raw-out", help="Also write the raw-data export the pack covers into this directory.")] = None,
          raw_format: Annotated[str, typer.Option("--raw-format", help="parquet or csv (with --raw-out).")] = "parquet",
+         tsa_url: Annotated[str | None, typer.Option(
+             "--tsa-url", help="RFC 3161 timestamp authority for the pack's ledger checkpoint.",
+             envvar="SHOPFLOOR_TSA_URL")] = None,
          rulebook_dirs: RulebooksOpt = None, log_level: LogOpt = "warning") -> None:
     """Build a signed evidence pack: evaluation, KPI rows, ledger slice and checkpoints, report, annex."""
     setup_logging(log_level)
@@ -72,7 +75,7 @@ def pack(config: ConfigOpt = None, database_url: DbOpt = None,
         baseline_end=parse_time(baseline_to, "--baseline-to") if baseline_to else None,
         key=need(key, "--key", "SHOPFLOOR_SIGNING_KEY"), out=out, bucket=bucket, region=region,
         attestations=attestations, rulebook_dirs=list(rulebook_dirs or []), min_coverage=min_coverage,
-        refresh=refresh_kpis, raw_out=raw_out, raw_format=raw_format)
+        refresh=refresh_kpis, raw_out=raw_out, raw_format=raw_format, tsa_url=tsa_url)
     typer.echo("building evidence pack ...", err=True)
     m = build(req)
     typer.echo(f"wrote {out}: rulebook {m['rulebook']['id']} {m['rulebook']['version']}, scope {m['scope']}, "
@@ -87,13 +90,16 @@ def verify(pack_file: Annotated[Path, typer.Argument(metavar="PACK", help="Evide
            raw: Annotated[Path | None, typer.Option(
                "--raw", help="Raw-data export directory: check it against the ledger and recompute every KPI.")] = None,
            checkpoints: Annotated[Path | None, typer.Option(
-               "--checkpoints", help="Checkpoints collected earlier (JSON lines of DSSE envelopes).")] = None) -> None:
+               "--checkpoints", help="Checkpoints collected earlier (JSON lines of DSSE envelopes).")] = None,
+           tsa_root: Annotated[Path | None, typer.Option(
+               "--tsa-root", help="Root certificate (PEM) of the timestamp authority: check the RFC 3161 tokens."
+           )] = None) -> None:
     """Check signature, file digests, ledger chain and checkpoints, and (with --raw) raw rows and KPI values.
 
     Needs neither a database nor the web stack. Exit 0 only when every check passes."""
     from api.evidence.verify import verify as run
 
-    checks = run(pack_file, key, raw, checkpoints)
+    checks = run(pack_file, key, raw, checkpoints, tsa_root)
     for c in checks:
         typer.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name}" + (f" ({c.detail})" if c.detail else ""))
         for p in c.problems[:50]:
@@ -108,7 +114,10 @@ def verify(pack_file: Annotated[Path, typer.Argument(metavar="PACK", help="Evide
 
 
 @evidence_app.command("checkpoint")
-def checkpoint(config: ConfigOpt = None, database_url: DbOpt = None, key: KeyOpt = None) -> None:
+def checkpoint(config: ConfigOpt = None, database_url: DbOpt = None, key: KeyOpt = None,
+               tsa_url: Annotated[str | None, typer.Option(
+                   "--tsa-url", help="RFC 3161 timestamp authority (a token is stored with the checkpoint).",
+                   envvar="SHOPFLOOR_TSA_URL")] = None) -> None:
     """Sign the ingest-ledger chain heads now and store the checkpoint (run it hourly, e.g. from a timer)."""
     import psycopg
 
@@ -120,7 +129,7 @@ def checkpoint(config: ConfigOpt = None, database_url: DbOpt = None, key: KeyOpt
     url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
     k = load_private(need(key, "--key", "SHOPFLOOR_SIGNING_KEY"))
     with psycopg.connect(url, autocommit=True) as conn:
-        env = make_checkpoint(conn, k, cfg.plant.id)
+        env = make_checkpoint(conn, k, cfg.plant.id, tsa_url=tsa_url)
     typer.echo(f"checkpoint signed by keyid {env['signatures'][0]['keyid'][:16]}... stored in ledger_checkpoints")
 
 
