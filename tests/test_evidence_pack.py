@@ -232,3 +232,12 @@ def test_cli_exit_codes_and_one_line_errors(built: Built, tmp_path: Path) -> Non
     scope = subprocess.run([*exe, "evidence", "verify", str(built.pack), "--key", str(built.pub), "--raw", str(other)],
                            capture_output=True, text=True, timeout=60)
     assert scope.returncode == 1 and "export lacks devices d2" in scope.stderr and "Traceback" not in scope.stderr
+
+
+def test_verify_runs_without_the_web_stack(built: Built) -> None:
+    code = ("import sys\nfor m in ('fastapi', 'starlette', 'uvicorn', 'psycopg_pool'): sys.modules[m] = None\n"
+            "from pathlib import Path\nfrom api.evidence.verify import verify\n"
+            f"cs = verify(Path({str(built.pack)!r}), Path({str(built.pub)!r}), Path({str(built.raw)!r}))\n"
+            "assert all(c.ok for c in cs), [c.problems for c in cs]\nprint('verified', len(cs))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("verified"), r.stderr
