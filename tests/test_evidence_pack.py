@@ -241,3 +241,22 @@ def test_verify_runs_without_the_web_stack(built: Built) -> None:
             "assert all(c.ok for c in cs), [c.problems for c in cs]\nprint('verified', len(cs))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.startswith("verified"), r.stderr
+
+
+def test_ledger_slice_ends_at_the_first_checkpoint_after_the_window(built: Built) -> None:
+    from datetime import UTC, datetime
+
+    from api.evidence.collect import ledger_slice
+    from collector.ledger import seal_hours
+
+    start, end = D.day0(8) - timedelta(days=1), D.day0(8) + timedelta(days=1)
+    with psycopg.connect(built.url, autocommit=True) as conn:
+        before = ledger_slice(conn, ["d1"], start, end)
+        signed = conn.execute("SELECT (heads->'d1'->>'chain_seq')::int FROM ledger_checkpoints "
+                              "ORDER BY created_at LIMIT 1").fetchone()
+        later = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+        conn.execute("INSERT INTO samples (ts, device_id, tag, value) VALUES (%s, 'd1', 'status', 1)", (later,))
+        seal_hours(conn, datetime.now(UTC))
+        after = ledger_slice(conn, ["d1"], start, end)
+    assert signed is not None and before[-1].chain_seq == signed[0]
+    assert after == before  # the entry sealed after the checkpoint is not needed to vouch for the window

@@ -51,17 +51,31 @@ def kpi_rows(conn: Any, assets: list[str], bucket: str, start: datetime, end: da
 
 
 def ledger_slice(conn: Any, devices: list[str], start: datetime, end: datetime) -> list[LedgerEntry]:
-    """Per device, the consecutive chain entries from the first one sealing an hour in [start, end) to the chain's
-    head now (later revisions of those hours included, and every head a later checkpoint signed)."""
+    """Per device, the consecutive chain entries from the first one sealing an hour in [start, end) up to the head
+    signed by the first checkpoint made after `end` that reaches past the window (or, without one, the chain's
+    head now); later revisions of those hours included, so a checkpoint can vouch for the whole slice."""
     from collector.ledger import ledger_entries
 
+    upto = _first_covering_heads(conn, end)
     out: list[LedgerEntry] = []
     for dev in devices:
         chain = ledger_entries(conn, dev)
         pos = [e.chain_seq for e in chain if start <= e.hour < end]
         if pos:
-            out += [e for e in chain if e.chain_seq >= min(pos)]
+            hi = upto.get(dev, 0)
+            hi = hi if hi >= max(pos) else chain[-1].chain_seq
+            out += [e for e in chain if min(pos) <= e.chain_seq <= hi]
     return out
+
+
+def _first_covering_heads(conn: Any, end: datetime) -> dict[str, int]:
+    """device -> chain position signed by the earliest checkpoint created at or after `end` (empty: none)."""
+    row = conn.execute("SELECT heads FROM ledger_checkpoints WHERE created_at >= %s ORDER BY created_at, id LIMIT 1",
+                       (end,)).fetchone()
+    if row is None:
+        return {}
+    heads = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+    return {str(d): int(h["chain_seq"]) for d, h in heads.items()}
 
 
 def register(conn: Any, cfg: PlantConfig, scope: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
