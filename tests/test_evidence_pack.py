@@ -51,9 +51,12 @@ def make(url: str, tmp: Path, out: str = "pack.zip", fmt: str = "csv") -> Built:
     backfill(url, cfg, d0, d0 + timedelta(days=1))
     backfill(url, cfg, d0 + timedelta(days=2), d0 + timedelta(days=3))
     priv, pub = keygen(tmp / "keys")
+    (tmp / "maturity-report.pdf").write_bytes(b"%PDF-1.4 assessment report")
+    (tmp / "attest.yaml").write_text("G-CMMM-B: {value: 2, attachment: maturity-report.pdf}\n"
+                                     "G-CMMM-E: {value: 2, attachment: maturity-report.pdf}\n")
     req = PackRequest(plant, url, "cn-national-smart-factory-tiers", "ev-plant", d0 + timedelta(days=2),
                       d0 + timedelta(days=3), priv, tmp / out, d0, d0 + timedelta(days=1), region="jiangsu",
-                      raw_out=tmp / "raw", raw_format=fmt)
+                      attestations=tmp / "attest.yaml", raw_out=tmp / "raw", raw_format=fmt)
     build(req)
     return Built(url, tmp, tmp / out, pub, priv, tmp / "raw", plant)
 
@@ -105,6 +108,12 @@ def test_pack_contents_and_independent_dsse_check(built: Built) -> None:
     rows = json.loads(files["kpi_rows.json"])["report"]
     assert {"revision", "coverage", "provenance", "input_rows"} <= set(rows[0])
     assert b"<KPIValue>" in files["kpi_values.kpiml.xml"]
+    assert files["attachments/maturity-report.pdf"].startswith(b"%PDF")
+    ev = {c["id"]: c for c in json.loads(files["evaluation.json"])["criteria"]}
+    assert (ev["G-CMMM-B"]["result"], ev["G-CMMM-B"]["attachment"]) == ("pass", "attachments/maturity-report.pdf")
+    assert ev["G-CMMM-E"]["result"] == "fail" and ev["G-CMMM-E"]["status_mark"] == "V"
+    tiers = {t["id"]: t["readiness"] for t in json.loads(files["evaluation.json"])["tiers"]}
+    assert tiers["excellent"] == "red" and tiers["basic"] == "yellow"  # basic still awaits attested items
     assert "EV-B-PROD-01" in files["annex.csv"].decode("utf-8-sig")
 
 
