@@ -269,3 +269,16 @@ def test_ledger_slice_ends_at_the_first_checkpoint_after_the_window(built: Built
         after = ledger_slice(conn, ["d1"], start, end)
     assert signed is not None and before[-1].chain_seq == signed[0]
     assert after == before  # the entry sealed after the checkpoint is not needed to vouch for the window
+
+
+def test_shift_buckets_round_trip(built: Built, tmp_path: Path) -> None:
+    d0 = D.day0(8)
+    req = PackRequest(built.plant, built.url, "cn-guangdong-proposed", "line-1", d0 + timedelta(days=2),
+                      d0 + timedelta(days=3), built.priv, tmp_path / "shift.zip", bucket="shift",
+                      raw_out=tmp_path / "raw", raw_format="csv")
+    build(req)
+    checks = verify(tmp_path / "shift.zip", built.pub, tmp_path / "raw")
+    assert failing(checks) == {}
+    with zipfile.ZipFile(tmp_path / "shift.zip") as z:
+        rows = json.loads(z.read("kpi_rows.json"))["report"]
+    assert {r["shift_name"] for r in rows} == {"day"} and {r["asset_id"] for r in rows} >= {"line-1", "m1"}
