@@ -37,7 +37,8 @@ def kpi_rows(conn: Any, assets: list[str], bucket: str, start: datetime, end: da
              open_ok: bool) -> tuple[list[dict[str, Any]], int]:
     """Rows of `assets` whose bucket starts in [start, end); unless open_ok, only final buckets ending by `end`.
     Returns (rows, rows left out because their bucket was still open when computed)."""
-    rows = conn.execute(f"""SELECT {", ".join(KPI_COLS)} FROM kpi_values
+    cols = ", ".join("provenance::text" if c == "provenance" else c for c in KPI_COLS)
+    rows = conn.execute(f"""SELECT {cols} FROM kpi_values
                             WHERE asset_id = ANY(%s) AND bucket = %s AND bucket_start >= %s AND bucket_start < %s
                             ORDER BY asset_id, kpi, bucket_start""", (assets, bucket, start, end)).fetchall()
     out, left = [], 0
@@ -94,12 +95,16 @@ def register(conn: Any, cfg: PlantConfig, scope: str, start: datetime, end: date
 def rows_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """KPI rows as JSON-safe dicts (times ISO 8601 UTC, provenance as an object)."""
     out = []
+    prov: dict[str, Any] = {}  # the few distinct provenance documents, parsed once
+    times: dict[datetime, str] = {}
     for r in rows:
         d = dict(r)
         for k in ("bucket_start", "bucket_end", "computed_at"):
-            if isinstance(d.get(k), datetime):
-                d[k] = d[k].astimezone(UTC).isoformat()
-        if isinstance(d.get("provenance"), str):
-            d["provenance"] = json.loads(d["provenance"])
+            t = d.get(k)
+            if isinstance(t, datetime):
+                d[k] = times.get(t) or times.setdefault(t, t.astimezone(UTC).isoformat())
+        p = d.get("provenance")
+        if isinstance(p, str):
+            d["provenance"] = prov[p] if p in prov else prov.setdefault(p, json.loads(p))
         out.append(d)
     return out
