@@ -170,13 +170,14 @@ def recompute_check(pack: Pack, manifest: dict[str, Any], exp: Any, export_end: 
 
     cfg = parse_config(pack.files["plant.yaml"].decode(), "plant.yaml")
     src = RowsSource.from_rows(exp.samples, exp.status)
-    until = datetime.fromisoformat(manifest["kpi_until"]) if manifest["kpi_until"] else export_end
     rows = pack.json("kpi_rows.json")
     got: dict[tuple[str, str, str, str, str], Any] = {}
     windows = [("report", manifest["from"], manifest["to"])]
     if manifest["baseline_from"]:
         windows.append(("baseline", manifest["baseline_from"], manifest["baseline_to"]))
-    for _, s, e in windows:
+    for name, s, e in windows:
+        # the KPI job's end of data: the pack's own recompute instant, else whatever the export holds
+        until = datetime.fromisoformat((manifest["kpi_until"] or {}).get(name) or export_end.isoformat())
         mrows = [r for r in recompute(src, cfg, manifest["machines"], datetime.fromisoformat(s),
                                       datetime.fromisoformat(e), until) if r[1] == manifest["bucket"]]
         for r in mrows:
