@@ -249,7 +249,7 @@ def test_generated_requests_from_the_openapi_schema_never_get_a_5xx(client: Test
     import schemathesis
     from hypothesis import HealthCheck, given, settings
 
-    schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
+    schema = schemathesis.openapi.from_dict(client.get("/openapi.json").json())  # from_asgi would rerun the lifespan
     admin = {"Authorization": f"Bearer {env.tokens['admin']}"}
     seen: dict[int, int] = {}
     for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
@@ -264,3 +264,57 @@ def test_generated_requests_from_the_openapi_schema_never_get_a_5xx(client: Test
 
         one()
     assert any(s < 300 for s in seen) and any(400 <= s < 500 for s in seen), seen
+
+
+def test_columns_added_to_kpi_values_later_pass_through_as_extra(env: Env) -> None:
+    with psycopg.connect(env.url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE kpi_values ADD COLUMN IF NOT EXISTS data_quality_test text DEFAULT 'ok'")
+    try:
+        app = create_app(Settings(database_url=env.url, config_path=Path("plant.yaml")), env.cfg)
+        with TestClient(app) as c:
+            admin = {"Authorization": f"Bearer {env.tokens['admin']}"}
+            for fmt in ("json", "csv"):
+                r = c.get(f"/api/v1/kpis?asset=m1&kpi=oee&bucket=day&format={fmt}&{PERIOD}", headers=admin)
+                assert r.status_code == 200 and "data_quality_test" in r.text and '"ok"' in r.text.replace('""', '"')
+            assert r.text.splitlines()[0].endswith("extra")
+            assert c.get(f"/api/v1/kpis?asset=m1&kpi=oee&bucket=day&{PERIOD}", headers=admin).json()[0]["extra"] == \
+                {"data_quality_test": "ok"}
+    finally:
+        with psycopg.connect(env.url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE kpi_values DROP COLUMN data_quality_test")
+
+
+def test_metrics_report_requests_latencies_and_what_the_database_holds(client: TestClient, env: Env) -> None:
+    manager = {"Authorization": f"Bearer {env.tokens['manager']}"}
+    client.get("/api/v1/kpis/catalog", headers=manager)
+    with psycopg.connect(env.url, autocommit=True) as conn:
+        conn.execute("INSERT INTO quarantine (source, reason, payload) VALUES ('test', 'bad json', 'x')")
+        conn.execute("INSERT INTO kpi_watermarks VALUES ('m1', now() - interval '90 seconds', now())"
+                     " ON CONFLICT (asset_id) DO UPDATE SET computed_until = excluded.computed_until")
+    text = client.get("/metrics", headers=manager).text
+    lines = {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln and ln[0] != "#"}
+    assert lines['shopfloor_api_requests_total{method="GET",route="/api/v1/kpis/catalog",status="200"}'] >= 1
+    assert lines['shopfloor_api_request_seconds_count{route="/api/v1/kpis/catalog"}'] >= 1
+    assert lines["shopfloor_quarantine_messages"] >= 1
+    assert 90 <= lines['shopfloor_kpi_job_lag_seconds{asset="m1"}'] < 3600
+    assert lines['shopfloor_device_connected{device="d3",gateway=""}'] == 0.0
+    assert lines['shopfloor_device_connected{device="d1",gateway=""}'] == 1.0
+    assert 'shopfloor_ingest_rows_per_second{gateway=""}' in lines  # rows loaded moments ago count
+
+
+def test_a_repeated_kpi_query_follows_a_recomputed_value(client: TestClient, env: Env) -> None:
+    admin = {"Authorization": f"Bearer {env.tokens['admin']}"}
+    url = f"/api/v1/kpis?asset=line-1&kpi=availability&bucket=day&{PERIOD}"
+    first = client.get(url, headers=admin).json()
+    assert client.get(url, headers=admin).json() == first  # second answer may come from the cache
+    with psycopg.connect(env.url, autocommit=True) as conn:  # what kpi.store.write_rows does on a recompute
+        conn.execute("""UPDATE kpi_values SET value = 0.125, revision = revision + 1, computed_at = now()
+                        WHERE asset_id = 'line-1' AND kpi = 'availability' AND bucket = 'day'""")
+    try:
+        again = client.get(url, headers=admin).json()
+        assert again[0]["value"] == 0.125 and again[0]["revision"] == first[0]["revision"] + 1
+    finally:
+        with psycopg.connect(env.url, autocommit=True) as conn:
+            conn.execute("""UPDATE kpi_values SET value = %s, revision = %s, computed_at = now()
+                            WHERE asset_id = 'line-1' AND kpi = 'availability' AND bucket = 'day'""",
+                         (first[0]["value"], first[0]["revision"]))
