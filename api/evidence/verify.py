@@ -30,14 +30,18 @@ class Check:
 class Pack:
     files: dict[str, bytes]
     path: Path
+    parsed: dict[str, Any] = field(default_factory=dict)  # each JSON file parsed once (the checks only read)
 
     def json(self, name: str) -> Any:
+        if name in self.parsed:
+            return self.parsed[name]
         if name not in self.files:
             raise ShopfloorError(f"{self.path}: {name} is missing from the pack")
         try:
-            return json.loads(self.files[name])
+            self.parsed[name] = json.loads(self.files[name])
         except ValueError as exc:
             raise ShopfloorError(f"{self.path}: {name} is not JSON ({exc})") from exc
+        return self.parsed[name]
 
 
 def open_pack(path: Path) -> Pack:
