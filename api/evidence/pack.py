@@ -257,6 +257,11 @@ def evaluation(book: Any, manifest: dict[str, Any], rows: list[dict[str, Any]], 
     ev = evaluate(book, rep, base or {}, win, bwin, atts, manifest["min_coverage"])
     carbon = _carbon(rep, base, manifest["region"], end,
                      datetime.fromisoformat(manifest["baseline_to"]) if manifest["baseline_to"] else None)
+    for c in ev["criteria"]:
+        if c["metric"] in ("co2_kg", "co2_per_good_unit_kg"):  # every CO2 figure names its factor
+            c["emission_factor"] = {p: {k: carbon[p]["factor"][k] for k in ("id", "kg_per_kwh", "document", "year")}
+                                    for p in ("report", "baseline") if p in carbon}
+            c["same_factor"] = carbon.get("same_factor")
     return ev, carbon, {"report": rep, "baseline": base}
 
 

@@ -169,6 +169,8 @@ def _key(asset: str, kpi: str, bucket: str, bs: Any, shift: str | None) -> tuple
 
 
 def recompute_check(pack: Pack, manifest: dict[str, Any], exp: Any, export_end: datetime) -> tuple[list[str], str]:
+    """Every KPI row of the pack recomputed from the export by the KPI core (machines, then the scope's roll-up):
+    values must be equal exactly, and a machine's NULL must carry the same reason."""
     from core.config import parse_config
     from kpi.filesource import RowsSource, recompute, rollup_rows
 
@@ -198,9 +200,10 @@ def recompute_check(pack: Pack, manifest: dict[str, Any], exp: Any, export_end: 
             where = f"KPI {r['kpi']} of {r['asset_id']} {r['bucket']} {r['bucket_start']}"
             if mine is None:
                 problems.append(f"{where}: not recomputed from the raw rows (no data for it in the export)")
-            elif mine[4] != r["value"] or (r["value"] is None and mine[5] != r["null_reason"]
-                                           and r["asset_id"] in manifest["machines"]):
+            elif mine[4] != r["value"]:
                 problems.append(f"{where}: pack {r['value']!r}, recomputed {mine[4]!r}")
+            elif r["value"] is None and mine[5] != r["null_reason"] and r["asset_id"] in manifest["machines"]:
+                problems.append(f"{where}: NULL because {r['null_reason']!r} in the pack, {mine[5]!r} recomputed")
     return problems, f"{n} KPI rows"
 
 
