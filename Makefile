@@ -42,6 +42,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_opcua.py
 	$(BIN)/python benchmarks/kpi/bench_kernels.py --scale 0.1
 	$(BIN)/python benchmarks/api/bench_api.py --interval-s 30 --seconds 5
+	$(BIN)/python benchmarks/evidence/bench_evidence.py --days 1 --machines 100
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
