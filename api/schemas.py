@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -61,6 +61,9 @@ class KpiValue(BaseModel):
     code_version: str | None = None
     input_rows: int | None = None
     provenance: dict[str, Any] | None = None
+    bucket_date: date | None = Field(None, description="the plant-local date the bucket belongs to (a shift: its start day)")
+    shift_key: str | None = Field(None, description="the shift's name for shift buckets (part of the key), else empty")
+    quality_flags: list[str] | None = Field(None, description="data-quality flags; causes in provenance.data_quality")
     extra: dict[str, Any] = Field(default_factory=dict, description="further stored columns, passed through")
 
 
@@ -124,6 +127,9 @@ class LedgerCheckpoint(BaseModel):
 class LedgerCheckpoints(BaseModel):
     kind: str = Field(description="chain-heads: the last entry of each device's ingest-ledger chain")
     checkpoints: list[LedgerCheckpoint]
+    signed: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "signed checkpoints of the chain heads (DSSE envelopes, Ed25519 with the plant key), oldest first; "
+        "the same as /ledger/checkpoints/signed, which `shopfloor evidence verify --checkpoints` reads"))
 
 
 class AuditEntry(BaseModel):

@@ -49,7 +49,7 @@ async def _json(rows: AsyncIterator[Row]) -> AsyncIterator[bytes]:
 def _cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, dict):
+    if isinstance(value, dict | list):
         return json.dumps(value, default=_default, ensure_ascii=False)
     return value
 

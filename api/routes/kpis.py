@@ -28,7 +28,7 @@ STATUS_MARKS = {
 }
 KNOWN = ("bucket_start", "bucket_end", "bucket", "asset_id", "kpi", "value", "null_reason", "unit", "shift_name",
          "coverage", "revision", "is_final", "computed_at", "definition_version", "code_version", "input_rows",
-         "provenance")
+         "provenance", "bucket_date", "shift_key", "quality_flags")
 
 
 def kpi_schema() -> Any:
@@ -40,7 +40,8 @@ def kpi_schema() -> Any:
                       ("unit", pa.string()), ("shift_name", pa.string()), ("coverage", pa.float64()),
                       ("revision", pa.int32()), ("is_final", pa.bool_()), ("computed_at", ts),
                       ("definition_version", pa.string()), ("code_version", pa.string()),
-                      ("input_rows", pa.int64()), ("provenance", pa.string()), ("extra", pa.string())])
+                      ("input_rows", pa.int64()), ("provenance", pa.string()), ("bucket_date", pa.date32()),
+                      ("shift_key", pa.string()), ("quality_flags", pa.list_(pa.string())), ("extra", pa.string())])
 
 
 @router.get("/kpis/catalog", response_model=KpiCatalog)

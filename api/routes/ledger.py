@@ -1,7 +1,8 @@
-"""`GET /api/v1/ledger/checkpoints`: the head of each device's ingest-ledger chain (hash and position)."""
+"""`GET /api/v1/ledger/checkpoints`: the head of each device's ingest-ledger chain and the signed checkpoints."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import APIRouter
@@ -22,9 +23,11 @@ async def checkpoints(pool: PoolDep, cfg: PlantDep,
     async with pool.connection() as conn:
         cur = await conn.execute(sql, params)  # type: ignore[arg-type]
         rows = await cur.fetchall()
+        cur = await conn.execute("SELECT envelope FROM ledger_checkpoints ORDER BY created_at, id")
+        signed = [r[0] if isinstance(r[0], dict) else json.loads(r[0]) for r in await cur.fetchall()]
     allowed = None
     if user.scope is not None:
         allowed = {m.device for m in cfg.machines() if m.device and in_scope(cfg, user.scope, m.id)}
     return LedgerCheckpoints(kind="chain-heads", checkpoints=[
         LedgerCheckpoint(device_id=r[0], chain_seq=r[1], hour=r[2], revision=r[3], row_count=r[4], entry_hash=r[5],
-                         sealed_at=r[6]) for r in rows if allowed is None or r[0] in allowed])
+                         sealed_at=r[6]) for r in rows if allowed is None or r[0] in allowed], signed=signed)
