@@ -1,0 +1,206 @@
+"""The dashboard's routes: pages at /, sign-in by token (HttpOnly cookie), htmx partials, static files.
+
+The app plugs it in with `build_router(hooks)`: the hooks give a database connection, the plant, the signed-in
+user and token checking, so the dashboard shares the API's pool and authentication instead of having its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api.dashboard import views as V
+from api.dashboard.data import utcnow
+from api.dashboard.i18n import LANG_COOKIE, catalog, kpi_name, kpi_status, pick_lang
+from api.dashboard.render import STATIC_PREFIX, local_time, render, static_file, url
+from core.plant import PlantConfig
+
+log = logging.getLogger(__name__)
+PAGES = ("glance", "networking", "trends", "losses", "quality")
+PATHS = {"glance": "/", "networking": "/networking", "trends": "/trends", "losses": "/losses",
+         "quality": "/quality"}
+CHART_PAGES = ("networking", "trends", "losses")
+STATE_KEYS = ("lang", "scope", "period", "bucket", "asset", "day")
+YEAR_S = 365 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: a name for the header, the role, and the asset the token is limited to (None: all)."""
+
+    name: str
+    role: str
+    scope: str | None = None
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the dashboard needs from the app it is mounted in."""
+
+    connect: Callable[[Request], AbstractContextManager[psycopg.Connection[Any]]]
+    plant: Callable[[Request], PlantConfig]
+    viewer: Callable[[Request], Viewer | None]  # from the request's cookie or bearer token; None: not signed in
+    check_token: Callable[[Request, str], Viewer | None]  # a token typed in or passed as ?token=
+    cookie_name: str
+    refresh_s: float = 5.0
+    cookie_secure: bool = False
+
+
+def _state(request: Request, lang: str) -> dict[str, str | None]:
+    q = request.query_params
+    return {**{k: q.get(k) for k in STATE_KEYS}, "lang": lang}
+
+
+def _lang(request: Request) -> str:
+    return pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE),
+                     request.headers.get("accept-language"))
+
+
+def _remember_lang(response: Response, request: Request, lang: str) -> None:
+    if request.query_params.get("lang") and request.cookies.get(LANG_COOKIE) != lang:
+        response.set_cookie(LANG_COOKIE, lang, max_age=YEAR_S, samesite="lax", path="/")
+
+
+def build_router(hooks: Hooks) -> APIRouter:
+    """The dashboard's APIRouter (include it without a prefix: the dashboard is the site's root)."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get(f"{STATIC_PREFIX}/{{name:path}}")
+    def static(name: str, request: Request) -> Response:
+        f = static_file(name)
+        if f is None:
+            return Response(f"no such file: {name}\n", status_code=404, media_type="text/plain")
+        headers = {"Cache-Control": f"public, max-age={YEAR_S}, immutable", "ETag": f'"{f.etag}"',
+                   "Vary": "Accept-Encoding"}
+        if request.headers.get("if-none-match") == f'"{f.etag}"':
+            return Response(status_code=304, headers=headers)
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(f.gz, media_type=f.media_type, headers={**headers, "Content-Encoding": "gzip"})
+        return Response(f.body, media_type=f.media_type, headers=headers)
+
+    @router.get("/signin", response_class=HTMLResponse)
+    def signin_form(request: Request, next: str = "/") -> Response:
+        lang = _lang(request)
+        return _page_response(request, lang, render("signin.html", **_base(request, lang, None, "signin"),
+                                                    next=_safe_next(next), failed=False))
+
+    @router.post("/signin", response_class=HTMLResponse)
+    def signin(request: Request, token: str = Form(""), next: str = Form("/")) -> Response:
+        return _sign_in(request, hooks, token.strip(), _safe_next(next))
+
+    @router.get("/signout")
+    def signout(request: Request) -> Response:
+        resp = RedirectResponse("/signin", status_code=303)
+        resp.delete_cookie(hooks.cookie_name, path="/")
+        return resp
+
+    def page(name: str) -> Callable[..., Response]:
+        def handler(request: Request) -> Response:
+            token = request.query_params.get("token")
+            if token:
+                rest = {k: v for k, v in request.query_params.items() if k != "token"}
+                return _sign_in(request, hooks, token, url(request.url.path, rest))
+            viewer = hooks.viewer(request)
+            if viewer is None:
+                target = url(request.url.path, dict(request.query_params))
+                return RedirectResponse(url("/signin", {"next": target}), status_code=303)
+            return _show(request, hooks, viewer, name)
+
+        handler.__name__ = f"dashboard_{name}"
+        return handler
+
+    for name in PAGES:
+        router.add_api_route(PATHS[name], page(name), methods=["GET"], response_class=HTMLResponse)
+    return router
+
+
+def _safe_next(target: str) -> str:
+    """Only local paths after sign-in (no open redirect to another site)."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+def _sign_in(request: Request, hooks: Hooks, token: str, target: str) -> Response:
+    viewer = hooks.check_token(request, token) if token else None
+    if viewer is None:
+        lang = _lang(request)
+        html = render("signin.html", **_base(request, lang, None, "signin"), next=target, failed=bool(token))
+        return _page_response(request, lang, html, 401 if token else 200)
+    log.info("event=dashboard_signin user=%s role=%s", viewer.name, viewer.role)
+    resp = RedirectResponse(target, status_code=303)
+    resp.set_cookie(hooks.cookie_name, token, httponly=True, samesite="lax", path="/",
+                    secure=hooks.cookie_secure, max_age=30 * 24 * 3600)
+    return resp
+
+
+def _base(request: Request, lang: str, viewer: Viewer | None, page: str) -> dict[str, Any]:
+    state = _state(request, lang)
+    other = "en" if lang == "zh" else "zh"
+    return {"t": catalog(lang), "lang": lang, "viewer": viewer, "page": page, "state": state, "pages": PAGES,
+            "paths": PATHS, "url": url, "lang_url": url(request.url.path, state, lang=other),
+            "kpi_name": lambda k: kpi_name(k, lang), "kpi_status": kpi_status}
+
+
+def _page_response(request: Request, lang: str, html: str, status: int = 200) -> Response:
+    resp = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    _remember_lang(resp, request, lang)
+    return resp
+
+
+def _show(request: Request, hooks: Hooks, viewer: Viewer, page: str) -> Response:
+    lang = _lang(request)
+    cfg = hooks.plant(request)
+    ctx = _base(request, lang, viewer, page)
+    ctx.update(plant=cfg, refresh_s=hooks.refresh_s, tz=cfg.plant.timezone, charts=page in CHART_PAGES,
+               ltime=lambda ts, fmt="%Y-%m-%d %H:%M:%S": local_time(ts, cfg.plant.timezone, fmt))
+    partial = request.query_params.get("partial") == "1"
+    try:
+        with hooks.connect(request) as conn:
+            ctx.update(_view(conn, cfg, viewer, page, ctx["state"], lang))
+    except V.ViewError as exc:
+        ctx.update(error=str(exc))
+        return _page_response(request, lang, render("error.html", **ctx), 400)
+    ctx["partial_url"] = url(request.url.path, ctx["state"], partial="1")
+    html = render(f"{page}.html", **ctx, partial=partial)
+    return _page_response(request, lang, html)
+
+
+def _view(conn: psycopg.Connection[Any], cfg: PlantConfig, viewer: Viewer, page: str,
+          state: dict[str, str | None], lang: str) -> dict[str, Any]:
+    now = utcnow()
+    scope = V.check_scope(cfg, state.get("scope") or viewer.scope)
+    if viewer.scope and scope != viewer.scope and scope not in _below(cfg, viewer.scope):
+        raise V.ViewError(f"scope {scope!r} is outside what this sign-in may see ({viewer.scope})")
+    state["scope"] = scope
+    default_period = {"glance": "today", "networking": "today", "trends": "7d", "losses": "today",
+                      "quality": "24h"}[page]
+    period = state.get("period") or default_period
+    start, end = V.period_window(cfg, period, now)
+    state["period"] = period
+    out: dict[str, Any] = {"now": now, "start": start, "end": end, "scopes": V.scope_choices(cfg),
+                           "periods": V.PERIODS}
+    if page == "glance":
+        out.update(V.glance(conn, cfg, now))
+    elif page == "networking":
+        out.update(V.networking(conn, cfg, scope, start, end))
+    elif page == "trends":
+        bucket = state.get("bucket") or "hour"
+        state["bucket"] = bucket
+        out.update(V.trends(conn, cfg, scope, bucket, start, end, lang), buckets=V.BUCKETS)
+    elif page == "losses":
+        day = V.day_start(cfg, state.get("day"), now)
+        state["day"] = day.strftime("%Y-%m-%d")
+        out.update(V.losses(conn, cfg, scope, start, end, day))
+    else:
+        out.update(V.quality(conn, cfg, start, end))
+    return out
+
+
+def _below(cfg: PlantConfig, asset: str) -> set[str]:
+    return {a.id for a, path in cfg.iter_assets() if asset in path}
