@@ -163,7 +163,7 @@ def kpi_series(conn: psycopg.Connection[Any], asset: str, kpis: list[str], bucke
 
 
 def loss_totals(conn: psycopg.Connection[Any], asset: str, start: datetime, end: datetime) -> dict[str, float]:
-    """Seconds lost per loss element (down, idle, setup, ...) over the hour buckets of [start, end)."""
+    """Seconds per loss element (down, idle, setup, ..., no data) over the hour buckets of [start, end)."""
     rows = conn.execute("""SELECT kpi, sum(value) FROM kpi_values WHERE asset_id = %s AND bucket = 'hour'
                            AND kpi = ANY(%s) AND bucket_start >= %s AND bucket_start < %s GROUP BY kpi""",
                         (asset, list(LOSS_ELEMENTS), start, end)).fetchall()

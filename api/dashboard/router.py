@@ -7,14 +7,16 @@ user and token checking, so the dashboard shares the API's pool and authenticati
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from api.dashboard import views as V
 from api.dashboard.data import utcnow
@@ -38,6 +40,8 @@ class Viewer:
     name: str
     role: str
     scope: str | None = None
+    period_from: datetime | None = None  # a certifier token's period: views outside it are refused
+    period_to: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -46,11 +50,10 @@ class Hooks:
 
     connect: Callable[[Request], AbstractContextManager[psycopg.Connection[Any]]]
     plant: Callable[[Request], PlantConfig]
-    viewer: Callable[[Request], Viewer | None]  # from the request's cookie or bearer token; None: not signed in
-    check_token: Callable[[Request, str], Viewer | None]  # a token typed in or passed as ?token=
-    cookie_name: str
-    refresh_s: float = 5.0
-    cookie_secure: bool = False
+    viewer: Callable[[Request], Awaitable[Viewer | None]]  # from the cookie or bearer token; None: not signed in
+    check_token: Callable[[Request, str], Awaitable[Viewer | None]]  # a token typed in or passed as ?token=
+    cookie_name: Callable[[Request], str]
+    refresh_s: Callable[[], float] = lambda: 5.0  # how often live views poll for a fresh partial
 
 
 def _state(request: Request, lang: str) -> dict[str, str | None]:
@@ -92,26 +95,26 @@ def build_router(hooks: Hooks) -> APIRouter:
                                                     next=_safe_next(next), failed=False))
 
     @router.post("/signin", response_class=HTMLResponse)
-    def signin(request: Request, token: str = Form(""), next: str = Form("/")) -> Response:
-        return _sign_in(request, hooks, token.strip(), _safe_next(next))
+    async def signin(request: Request, token: str = Form(""), next: str = Form("/")) -> Response:
+        return await _sign_in(request, hooks, token.strip(), _safe_next(next))
 
     @router.get("/signout")
     def signout(request: Request) -> Response:
         resp = RedirectResponse("/signin", status_code=303)
-        resp.delete_cookie(hooks.cookie_name, path="/")
+        resp.delete_cookie(hooks.cookie_name(request), path="/")
         return resp
 
-    def page(name: str) -> Callable[..., Response]:
-        def handler(request: Request) -> Response:
+    def page(name: str) -> Callable[..., Awaitable[Response]]:
+        async def handler(request: Request) -> Response:
             token = request.query_params.get("token")
             if token:
                 rest = {k: v for k, v in request.query_params.items() if k != "token"}
-                return _sign_in(request, hooks, token, url(request.url.path, rest))
-            viewer = hooks.viewer(request)
+                return await _sign_in(request, hooks, token, url(request.url.path, rest))
+            viewer = await hooks.viewer(request)
             if viewer is None:
                 target = url(request.url.path, dict(request.query_params))
                 return RedirectResponse(url("/signin", {"next": target}), status_code=303)
-            return _show(request, hooks, viewer, name)
+            return await run_in_threadpool(_show, request, hooks, viewer, name)
 
         handler.__name__ = f"dashboard_{name}"
         return handler
@@ -126,16 +129,16 @@ def _safe_next(target: str) -> str:
     return target if target.startswith("/") and not target.startswith("//") else "/"
 
 
-def _sign_in(request: Request, hooks: Hooks, token: str, target: str) -> Response:
-    viewer = hooks.check_token(request, token) if token else None
+async def _sign_in(request: Request, hooks: Hooks, token: str, target: str) -> Response:
+    viewer = await hooks.check_token(request, token) if token else None
     if viewer is None:
         lang = _lang(request)
         html = render("signin.html", **_base(request, lang, None, "signin"), next=target, failed=bool(token))
         return _page_response(request, lang, html, 401 if token else 200)
     log.info("event=dashboard_signin user=%s role=%s", viewer.name, viewer.role)
     resp = RedirectResponse(target, status_code=303)
-    resp.set_cookie(hooks.cookie_name, token, httponly=True, samesite="lax", path="/",
-                    secure=hooks.cookie_secure, max_age=30 * 24 * 3600)
+    resp.set_cookie(hooks.cookie_name(request), token, httponly=True, samesite="lax", path="/",
+                    secure=request.url.scheme == "https", max_age=30 * 24 * 3600)
     return resp
 
 
@@ -157,7 +160,7 @@ def _show(request: Request, hooks: Hooks, viewer: Viewer, page: str) -> Response
     lang = _lang(request)
     cfg = hooks.plant(request)
     ctx = _base(request, lang, viewer, page)
-    ctx.update(plant=cfg, refresh_s=hooks.refresh_s, tz=cfg.plant.timezone, charts=page in CHART_PAGES,
+    ctx.update(plant=cfg, refresh_s=hooks.refresh_s(), tz=cfg.plant.timezone, charts=page in CHART_PAGES,
                ltime=lambda ts, fmt="%Y-%m-%d %H:%M:%S": local_time(ts, cfg.plant.timezone, fmt))
     partial = request.query_params.get("partial") == "1"
     try:
@@ -183,6 +186,9 @@ def _view(conn: psycopg.Connection[Any], cfg: PlantConfig, viewer: Viewer, page:
     period = state.get("period") or default_period
     start, end = V.period_window(cfg, period, now)
     state["period"] = period
+    lo, hi = viewer.period_from, viewer.period_to
+    if (lo is not None and start < lo) or (hi is not None and end > hi):
+        raise V.ViewError(f"this sign-in may see {lo or '-'} .. {hi or '-'} only; the dashboard shows recent periods")
     out: dict[str, Any] = {"now": now, "start": start, "end": end, "scopes": V.scope_choices(cfg),
                            "periods": V.PERIODS}
     if page == "glance":
@@ -196,7 +202,7 @@ def _view(conn: psycopg.Connection[Any], cfg: PlantConfig, viewer: Viewer, page:
     elif page == "losses":
         day = V.day_start(cfg, state.get("day"), now)
         state["day"] = day.strftime("%Y-%m-%d")
-        out.update(V.losses(conn, cfg, scope, start, end, day))
+        out.update(V.losses(conn, cfg, scope, start, end, day, now))
     else:
         out.update(V.quality(conn, cfg, start, end))
     return out

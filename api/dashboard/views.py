@@ -140,17 +140,22 @@ def trends(conn: psycopg.Connection[Any], cfg: PlantConfig, asset: str, bucket: 
 
 
 def losses(conn: psycopg.Connection[Any], cfg: PlantConfig, scope: str, start: datetime, end: datetime,
-           day: datetime, max_machines: int = 60) -> dict[str, Any]:
-    """Downtime Pareto for the scope over the period, and every machine's state timeline for one local day."""
-    ranked = D.pareto(D.loss_totals(conn, scope, start, end))
-    machines = machines_under(cfg, scope)[:max_machines]
+           day: datetime, now: datetime, max_machines: int = 60) -> dict[str, Any]:
+    """Downtime Pareto for the scope over the period (time without data apart: it is not a stop), and every
+    machine's state timeline for one local day, up to now."""
+    totals = D.loss_totals(conn, scope, start, end)
+    no_data = totals.pop("no_data_time_s", 0.0)
+    machines = machines_under(cfg, scope)
+    day_end = day + timedelta(days=1)
     rows = []
-    for m in machines:
+    for m in machines[:max_machines]:
         rows.append({"machine": m.id, "intervals": [
             [i.start.isoformat(), i.end.isoformat(), i.state]
-            for i in D.state_timeline(conn, cfg, m, day, day + timedelta(days=1))]})
-    return {"pareto": ranked, "timeline": {"machines": [r["machine"] for r in rows], "rows": rows,
-                                           "start": day.isoformat(), "end": (day + timedelta(days=1)).isoformat()}}
+            for i in D.state_timeline(conn, cfg, m, day, min(day_end, now)) if i.state != "unknown"]})
+    return {"pareto": D.pareto(totals), "no_data_s": no_data, "machines_shown": len(rows),
+            "machines_total": len(machines),
+            "timeline": {"machines": [r["machine"] for r in rows], "rows": rows,
+                         "start": day.isoformat(), "end": day_end.isoformat()}}
 
 
 def day_start(cfg: PlantConfig, day: str | None, now: datetime) -> datetime:
