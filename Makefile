@@ -27,7 +27,7 @@ demo: venv
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy edge collector kpi shopfloor
+	$(BIN)/mypy edge collector kpi shopfloor api
 	$(BIN)/shopfloor config check examples/plant.yaml
 	@if [ -f ../shared/examples/plant-contract.yaml ]; then $(BIN)/shopfloor config check ../shared/examples/plant-contract.yaml; fi
 

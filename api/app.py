@@ -83,15 +83,23 @@ def _version() -> str:
         return "0"
 
 
+_HINTS = {
+    "missing": "is required",
+    "datetime_from_date_parsing": "is not a time: use ISO 8601, e.g. 2024-03-01T00:00:00+08:00",
+    "datetime_parsing": "is not a time: use ISO 8601, e.g. 2024-03-01T00:00:00+08:00",
+    "datetime_type": "is not a time: use ISO 8601, e.g. 2024-03-01T00:00:00+08:00",
+}
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
-    errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-              for e in exc.errors()]
+    errors: list[dict[str, Any]] = []
     parts = []
-    for e in errors:
-        loc = e["loc"]
+    for e in exc.errors():
+        loc, msg, kind = [str(p) for p in e.get("loc", ())], str(e.get("msg", "")), str(e.get("type", ""))
+        errors.append({"loc": loc, "msg": msg, "type": kind})
         where = f"{loc[0]} parameter {loc[-1]!r}" if len(loc) > 1 and loc[0] in ("query", "path", "header", "cookie") \
             else "request body" if loc[:1] == ["body"] else ".".join(loc) or "request"
-        parts.append(f"{where}: {e['msg']}")
+        parts.append(f"{where}: {_HINTS.get(kind, msg)}")
     return "; ".join(parts) or "invalid request", errors
 
 
