@@ -176,19 +176,36 @@ def _labels(lang: str) -> dict[str, str]:
     return dict(json.loads((I18N / f"{lang}.json").read_text("utf-8")))
 
 
+def _word(label: str) -> str:
+    """A label as a whole-word pattern; any run of white space matches a space (a label may wrap)."""
+    return r"(?<!\w)" + r"\s+".join(re.escape(w) for w in label.split()) + r"(?!\w)"
+
+
+def _labels_in(text: str, labels: dict[str, str]) -> list[str]:
+    """Keys of the labels found as whole words in text; a label inside a longer one ("reporting" in "not
+    reporting") counts only where it stands on its own."""
+    found = []
+    for k, v in sorted(labels.items(), key=lambda kv: -len(kv[1])):
+        pattern = _word(v)
+        if re.search(pattern, text):
+            found.append(k)
+            text = re.sub(pattern, "\x00", text)
+    return found
+
+
 def test_language_switch_changes_every_label(page: Any, stack: LiveStack) -> None:
     en, zh = _labels("en"), _labels("zh")
     for path in PAGES:
         page.goto(stack.url(f"{path}?lang=en"))
         page.wait_for_selector("#view")
         text_en = page.inner_text("body")
-        shown = [k for k, v in en.items() if v != zh[k] and re.search(rf"(?<!\w){re.escape(v)}(?!\w)", text_en)]
+        shown = _labels_in(text_en, {k: v for k, v in en.items() if v != zh[k]})
         assert len(shown) >= 5, f"{path}: too few labels found to test the switch ({shown})"
         page.click("#lang-switch")
         page.wait_for_url(re.compile(r"lang=zh"))
         text_zh = page.inner_text("body")
         for k in shown:
-            assert not re.search(rf"(?<!\w){re.escape(en[k])}(?!\w)", text_zh), f"{path}: {k!r} still in English"
+            assert not re.search(_word(en[k]), text_zh), f"{path}: {k!r} still in English"
             assert zh[k] in text_zh, f"{path}: {k!r} has no Chinese label"
     page.goto(stack.url("/quality"))  # no lang in the URL: the choice is remembered
     assert page.locator("html").get_attribute("lang") == "zh-CN"

@@ -32,7 +32,8 @@ class MachineNow:
     machine_id: str
     state: str  # one of STATE_ORDER
     since: datetime | None  # when the current state started (as far as the samples show)
-    reason: str = ""  # why not reporting
+    reason: str = ""  # why not reporting: a key of REASONS (translated by the page)
+    detail: str = ""  # the specifics (a disconnect reason as the edge gave it, an age, a code)
 
 
 @dataclass(frozen=True)
@@ -95,26 +96,25 @@ def machine_states(conn: psycopg.Connection[Any], cfg: PlantConfig, now: datetim
 def _machine_now(cfg: PlantConfig, m: Asset, sig: Any, last: dict[tuple[str, str], tuple[Any, ...]],
                  status: dict[str, tuple[datetime, str, str]], now: datetime) -> MachineNow:
     if not m.device:
-        return MachineNow(m.id, NOT_REPORTING, None, "no device configured")
+        return MachineNow(m.id, NOT_REPORTING, None, "no_device")
     if sig is None:
-        return MachineNow(m.id, NOT_REPORTING, None, "no state signal configured")
+        return MachineNow(m.id, NOT_REPORTING, None, "no_state_signal")
     row = last.get((sig.device_id, sig.tag))
     st = status.get(sig.device_id)
     if st is not None and st[1] == "disconnected" and (row is None or st[0] >= row[0]):
-        why = f": {st[2]}" if st[2] else ""
-        return MachineNow(m.id, NOT_REPORTING, st[0], f"disconnected{why}")
+        return MachineNow(m.id, NOT_REPORTING, st[0], "disconnected", st[2])
     if row is None:
-        return MachineNow(m.id, NOT_REPORTING, None, "no samples yet")
+        return MachineNow(m.id, NOT_REPORTING, None, "no_samples")
     ts, value, text, quality, since = row
     hold = state_max_hold_s(cfg, m)
     if hold and (now - ts).total_seconds() > hold:
-        return MachineNow(m.id, NOT_REPORTING, ts, f"last sample {_age((now - ts).total_seconds())} ago")
+        return MachineNow(m.id, NOT_REPORTING, ts, "stale", _age((now - ts).total_seconds()))
     if quality == "bad":
-        return MachineNow(m.id, NOT_REPORTING, since, "bad-quality state sample")
+        return MachineNow(m.id, NOT_REPORTING, since, "bad_quality")
     ref = m.signals.state if m.signals else None
     state = _mapped(ref.map if ref else None, value, text)
     if state is None:
-        return MachineNow(m.id, NOT_REPORTING, since, f"unmapped state code {text or value}")
+        return MachineNow(m.id, NOT_REPORTING, since, "unmapped", str(text or value))
     return MachineNow(m.id, state, since or ts)
 
 
@@ -133,13 +133,23 @@ def current_windows(cfg: PlantConfig, now: datetime) -> dict[str, tuple[datetime
     return out
 
 
+def _kpi_rows(conn: psycopg.Connection[Any], assets: list[str], kpis: list[str], bucket: str, start: datetime,
+              end: datetime) -> list[dict[str, Any]]:
+    """Stored kpi_values rows through the KPI stage's own query (kpi.reads), as dicts."""
+    from psycopg.rows import dict_row
+
+    from kpi.reads import kpi_values_query
+
+    sql, params = kpi_values_query(assets, kpis, bucket, start, end)
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+
 def kpi_cells(conn: psycopg.Connection[Any], assets: list[str], kpis: tuple[str, ...] | list[str], bucket: str,
               bucket_start: datetime) -> dict[tuple[str, str], KpiCell]:
     """(asset, kpi) -> the stored value of one bucket (missing keys: no row computed yet)."""
-    rows = conn.execute("""SELECT asset_id, kpi, value, null_reason, coverage FROM kpi_values
-                           WHERE asset_id = ANY(%s) AND kpi = ANY(%s) AND bucket = %s AND bucket_start = %s""",
-                        (assets, list(kpis), bucket, bucket_start)).fetchall()
-    return {(str(a), str(k)): KpiCell(v, r, c) for a, k, v, r, c in rows}
+    rows = _kpi_rows(conn, assets, list(kpis), bucket, bucket_start, bucket_start + timedelta(microseconds=1))
+    return {(str(r["asset_id"]), str(r["kpi"])): KpiCell(r["value"], r["null_reason"], r["coverage"]) for r in rows}
 
 
 @dataclass(frozen=True)
@@ -153,21 +163,19 @@ def kpi_series(conn: psycopg.Connection[Any], asset: str, kpis: list[str], bucke
                end: datetime) -> list[SeriesPoint]:
     """One asset's stored buckets starting in [start, end), time order, all requested KPIs per bucket."""
     points: dict[datetime, SeriesPoint] = {}
-    for bs, shift, kpi, value, reason, cov in conn.execute(
-            """SELECT bucket_start, shift_name, kpi, value, null_reason, coverage FROM kpi_values
-               WHERE asset_id = %s AND kpi = ANY(%s) AND bucket = %s AND bucket_start >= %s AND bucket_start < %s
-               ORDER BY bucket_start""", (asset, kpis, bucket, start, end)):
-        p = points.setdefault(bs, SeriesPoint(bs, shift, {}))
-        p.values[str(kpi)] = KpiCell(value, reason, cov)
-    return list(points.values())
+    for r in _kpi_rows(conn, [asset], kpis, bucket, start, end):
+        p = points.setdefault(r["bucket_start"], SeriesPoint(r["bucket_start"], r["shift_name"], {}))
+        p.values[str(r["kpi"])] = KpiCell(r["value"], r["null_reason"], r["coverage"])
+    return [points[k] for k in sorted(points)]
 
 
 def loss_totals(conn: psycopg.Connection[Any], asset: str, start: datetime, end: datetime) -> dict[str, float]:
     """Seconds per loss element (down, idle, setup, ..., no data) over the hour buckets of [start, end)."""
-    rows = conn.execute("""SELECT kpi, sum(value) FROM kpi_values WHERE asset_id = %s AND bucket = 'hour'
-                           AND kpi = ANY(%s) AND bucket_start >= %s AND bucket_start < %s GROUP BY kpi""",
-                        (asset, list(LOSS_ELEMENTS), start, end)).fetchall()
-    return {str(k): float(v) for k, v in rows if v}
+    out: dict[str, float] = {}
+    for r in _kpi_rows(conn, [asset], list(LOSS_ELEMENTS), "hour", start, end):
+        if r["value"]:
+            out[r["kpi"]] = out.get(r["kpi"], 0.0) + float(r["value"])
+    return out
 
 
 def pareto(totals: dict[str, float]) -> list[tuple[str, float, float]]:

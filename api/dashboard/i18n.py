@@ -47,3 +47,17 @@ def kpi_status(kpi_id: str) -> str:
 
     k = BY_ID.get(kpi_id)
     return k.status if k else "unverified"
+
+
+_NETWORKING_REASONS = (("no device configured", "why_no_device"), ("disconnected since ", "why_disconnected_since"),
+                       ("no good-quality samples in period", "why_no_good_samples"),
+                       ("no samples in period", "why_no_samples_period"))
+
+
+def networking_reason(reason: str, messages: dict[str, str]) -> str:
+    """kpi.networking's reason for a machine not reporting, in the page's language (specifics kept as given)."""
+    for prefix, key in _NETWORKING_REASONS:
+        if reason.startswith(prefix):
+            rest = reason[len(prefix):]
+            return f"{messages[key]} {rest}".strip()
+    return reason

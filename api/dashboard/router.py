@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.dashboard import views as V
 from api.dashboard.data import utcnow
-from api.dashboard.i18n import LANG_COOKIE, catalog, kpi_name, kpi_status, pick_lang
+from api.dashboard.i18n import LANG_COOKIE, catalog, kpi_name, kpi_status, networking_reason, pick_lang
 from api.dashboard.render import STATIC_PREFIX, local_time, render, static_file, url
 from core.plant import PlantConfig
 
@@ -147,7 +147,8 @@ def _base(request: Request, lang: str, viewer: Viewer | None, page: str) -> dict
     other = "en" if lang == "zh" else "zh"
     return {"t": catalog(lang), "lang": lang, "viewer": viewer, "page": page, "state": state, "pages": PAGES,
             "paths": PATHS, "url": url, "lang_url": url(request.url.path, state, lang=other),
-            "kpi_name": lambda k: kpi_name(k, lang), "kpi_status": kpi_status}
+            "kpi_name": lambda k: kpi_name(k, lang), "kpi_status": kpi_status,
+            "why": lambda r: networking_reason(r, catalog(lang))}
 
 
 def _page_response(request: Request, lang: str, html: str, status: int = 200) -> Response:
