@@ -29,7 +29,7 @@ PAGES = ("glance", "networking", "trends", "losses", "quality")
 PATHS = {"glance": "/", "networking": "/networking", "trends": "/trends", "losses": "/losses",
          "quality": "/quality"}
 CHART_PAGES = ("networking", "trends", "losses")
-STATE_KEYS = ("lang", "scope", "period", "bucket", "asset", "day")
+STATE_KEYS = ("lang", "scope", "period", "bucket", "day", "from", "to")
 YEAR_S = 365 * 24 * 3600
 
 
@@ -185,7 +185,10 @@ def _view(conn: psycopg.Connection[Any], cfg: PlantConfig, viewer: Viewer, page:
     default_period = {"glance": "today", "networking": "today", "trends": "7d", "losses": "today",
                       "quality": "24h"}[page]
     period = state.get("period") or default_period
-    start, end = V.period_window(cfg, period, now)
+    if state.get("from") or state.get("to"):
+        start, end = V.explicit_window(state.get("from"), state.get("to"), now)
+    else:
+        start, end = V.period_window(cfg, period, now)
     state["period"] = period
     lo, hi = viewer.period_from, viewer.period_to
     if (lo is not None and start < lo) or (hi is not None and end > hi):

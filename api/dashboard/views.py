@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -49,6 +49,25 @@ def period_window(cfg: PlantConfig, period: str, now: datetime) -> tuple[datetim
         return wins["day"][0], now
     hours = {"24h": 24, "7d": 24 * 7, "30d": 24 * 30}[period]
     return now - timedelta(hours=hours), now
+
+
+def explicit_window(start: str | None, end: str | None, now: datetime, max_days: int = 92) -> tuple[datetime, datetime]:
+    """[from, to) given in the URL as ISO 8601 (UTC when no offset; `to` defaults to now)."""
+    def parse(value: str, name: str) -> datetime:
+        try:
+            t = datetime.fromisoformat(value.strip().replace(" ", "+"))
+        except ValueError as exc:
+            raise ViewError(f"{name}={value!r} is not an ISO 8601 time (e.g. 2024-03-01T08:00:00+08:00)") from exc
+        return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+    if not start:
+        raise ViewError("'to' needs a 'from' in the URL (or choose a period instead)")
+    lo, hi = parse(start, "from"), parse(end, "to") if end else now
+    if hi <= lo:
+        raise ViewError(f"'to' ({hi.isoformat()}) must be after 'from' ({lo.isoformat()})")
+    if hi - lo > timedelta(days=max_days):
+        raise ViewError(f"the period spans {(hi - lo).days} days; the dashboard shows at most {max_days}")
+    return lo, hi
 
 
 def check_scope(cfg: PlantConfig, scope: str | None) -> str:
