@@ -47,7 +47,7 @@ vendor:
 	bash api/dashboard/vendor.sh
 
 screenshots: venv
-	$(BIN)/python -m api.dashboard.screenshots docs/screenshots
+	$(BIN)/python -m tests.screenshots docs/screenshots
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

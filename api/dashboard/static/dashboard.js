@@ -67,14 +67,17 @@
 
   // Downtime Pareto: bars by cause, cumulative share as a line on the right axis.
   function pareto(chart, data, t) {
+    var longest = data.length ? data[0][1] : 0;
+    var unit = longest >= 7200 ? 3600 : 60;  // hours for long losses, minutes for short ones
+    var unitName = unit === 3600 ? t.ls_hours : t.ls_minutes;
     chart.setOption({
       animation: false,
       tooltip: { trigger: "axis" },
       legend: { top: 0 },
       xAxis: { type: "category", data: data.map(function (d) { return t["loss_" + d[0]] || d[0]; }) },
-      yAxis: [{ type: "value", name: t.ls_hours }, { type: "value", min: 0, max: 1, axisLabel: { formatter: pct } }],
+      yAxis: [{ type: "value", name: unitName }, { type: "value", min: 0, max: 1, axisLabel: { formatter: pct } }],
       series: [
-        { name: t.ls_hours, type: "bar", data: data.map(function (d) { return +(d[1] / 3600).toFixed(2); }) },
+        { name: unitName, type: "bar", data: data.map(function (d) { return +(d[1] / unit).toFixed(2); }) },
         { name: t.ls_cumulative, type: "line", yAxisIndex: 1, data: data.map(function (d) { return d[2]; }),
           tooltip: { valueFormatter: pct } }
       ]
@@ -84,13 +87,22 @@
   // State timeline per machine for one day: an ECharts custom series drawing one rectangle per interval;
   // a rectangle is at least one pixel wide so that micro-stops stay visible.
   function gantt(chart, data, t) {
-    var items = [];
+    var items = [], first = Infinity, last = -Infinity;
     data.rows.forEach(function (row, i) {
       row.intervals.forEach(function (iv) {
-        items.push({ value: [i, Date.parse(iv[0]), Date.parse(iv[1]), iv[2]],
-                     itemStyle: { color: STATE_COLORS[iv[2]] || "#999" } });
+        var a = Date.parse(iv[0]), b = Date.parse(iv[1]);
+        first = Math.min(first, a);
+        last = Math.max(last, b);
+        items.push({ value: [i, a, b, iv[2]], itemStyle: { color: STATE_COLORS[iv[2]] || "#999" } });
       });
     });
+    // open on the part of the day that has data (zoom out with the slider or the mouse wheel)
+    var from = Date.parse(data.start), to = Date.parse(data.end);
+    if (items.length) {
+      var pad = Math.max((last - first) * 0.05, 60000);
+      from = Math.max(from, first - pad);
+      to = Math.min(to, last + pad);
+    }
     chart.setOption({
       animation: false,
       tooltip: {
@@ -103,7 +115,8 @@
       grid: { left: 110, right: 20, top: 10, bottom: 40 },
       xAxis: { type: "time", min: Date.parse(data.start), max: Date.parse(data.end) },
       yAxis: { type: "category", data: data.machines, inverse: true },
-      dataZoom: [{ type: "inside", xAxisIndex: 0, filterMode: "weakFilter" }, { type: "slider", xAxisIndex: 0, height: 16, bottom: 4 }],
+      dataZoom: [{ type: "inside", xAxisIndex: 0, filterMode: "weakFilter", startValue: from, endValue: to },
+                 { type: "slider", xAxisIndex: 0, height: 16, bottom: 4, startValue: from, endValue: to }],
       series: [{
         type: "custom", encode: { x: [1, 2], y: 0 }, data: items,
         renderItem: function (params, api) {
