@@ -18,6 +18,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import audit, routes
@@ -47,12 +48,13 @@ def create_app(settings: Settings, plant: PlantConfig | None = None) -> FastAPI:
             log.warning("event=api_no_auth %s", NO_AUTH_BANNER)
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             settings.database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size,
-            kwargs={"autocommit": True}, open=False, name="api")
+            kwargs={"autocommit": True, "options": "-c TimeZone=UTC"}, open=False, name="api")
         stage_pool: ConnectionPool[Any] = ConnectionPool(
             settings.database_url, min_size=0, max_size=2, kwargs={"autocommit": True}, open=False, name="api-stage")
         await pool.open()
         stage_pool.open()
         app.state.pool, app.state.stage_pool = pool, stage_pool
+        app.state.kpi_columns = await run_in_threadpool(_kpi_columns, stage_pool)
         try:
             yield
         finally:
@@ -72,6 +74,19 @@ def create_app(settings: Settings, plant: PlantConfig | None = None) -> FastAPI:
         if hasattr(mod, "router"):
             app.include_router(mod.router, prefix=getattr(mod, "PREFIX", API_PREFIX))
     return app
+
+
+def _kpi_columns(stage_pool: Any) -> list[str]:
+    """kpi_values' columns, read once: columns added by later migrations pass through as "extra"."""
+    from kpi.reads import kpi_value_columns
+
+    try:
+        with stage_pool.connection(timeout=10) as conn:
+            return kpi_value_columns(conn)
+    except psycopg.Error as exc:
+        log.warning("event=api_schema_unknown error=%r hint='run shopfloor db migrate; KPI rows are served "
+                    "without extra columns until the API restarts'", str(exc).strip()[:200])
+        return []
 
 
 def _version() -> str:

@@ -128,8 +128,13 @@ def _iso(ts: datetime | None) -> str:
 
 
 def _period(start: datetime, end: datetime, max_days: int) -> tuple[datetime, datetime]:
-    start = start if start.tzinfo else start.replace(tzinfo=UTC)
-    end = end if end.tzinfo else end.replace(tzinfo=UTC)
+    try:
+        start = (start if start.tzinfo else start.replace(tzinfo=UTC)).astimezone(UTC)
+        end = (end if end.tzinfo else end.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise HTTPException(400, "'from' or 'to' lies outside the years 1..9999 in UTC: give a real time") from None
+    if start.year < EARLIEST_YEAR or end.year > LATEST_YEAR:
+        raise HTTPException(400, f"'from' and 'to' must lie between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
     if end <= start:
         raise HTTPException(400, f"'to' ({end.isoformat()}) must be after 'from' ({start.isoformat()})")
     if end - start > timedelta(days=max_days):
@@ -138,6 +143,7 @@ def _period(start: datetime, end: datetime, max_days: int) -> tuple[datetime, da
     return start, end
 
 
+EARLIEST_YEAR, LATEST_YEAR = 1970, 9000
 FromQ = Annotated[datetime, Query(alias="from", description="Start, ISO 8601 (UTC when no offset is given).")]
 ToQ = Annotated[datetime, Query(alias="to", description="End (exclusive), ISO 8601.")]
 

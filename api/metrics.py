@@ -67,8 +67,11 @@ class MetricsMiddleware:
         self.metrics.requests.labels(scope.get("method", ""), route, str(status[0])).inc()
 
     def _check_size(self, scope: Scope) -> None:
-        if len(scope.get("query_string", b"")) > self.max_query:
+        query = scope.get("query_string", b"")
+        if len(query) > self.max_query:
             raise _Refuse(414, f"the query string is longer than {self.max_query} characters: shorten it")
+        if b"%00" in query or b"\x00" in query:
+            raise _Refuse(400, "the query string contains a NUL character (%00): remove it")
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
                 raise _Refuse(413, f"the request body is larger than {self.max_body} bytes: send less")

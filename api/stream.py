@@ -104,6 +104,25 @@ def _parquet_cell(value: Any, typ: Any) -> Any:
     return json.dumps(value, default=_default) if isinstance(value, dict) else value
 
 
+def json_text(pool: Any, sql: str, params: Any) -> StreamingResponse:
+    """A JSON array streamed from a query whose rows are one JSON object as text each."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"["
+        sep, batch = "", []
+        async with pool.connection() as conn, conn.cursor() as cur:
+            async for (obj,) in cur.stream(sql, params, size=BATCH_ROWS):
+                batch.append(obj)
+                if len(batch) >= BATCH_ROWS:
+                    yield (sep + ",".join(batch)).encode()
+                    sep, batch = ",", []
+        if batch:
+            yield (sep + ",".join(batch)).encode()
+        yield b"]"
+
+    return StreamingResponse(body(), media_type=MEDIA["json"])
+
+
 def stream(rows: AsyncIterator[Row], fmt: Format, columns: list[str], arrow_schema: Callable[[], Any],
            filename: str) -> StreamingResponse:
     """A StreamingResponse of `rows` in `fmt` (CSV and Parquet as attachments named `filename`.<ext>)."""

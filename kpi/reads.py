@@ -5,8 +5,11 @@ Rows are read with `SELECT *` so that columns added to kpi_values later pass thr
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
+
+import psycopg
 
 
 def kpi_values_query(assets: list[str], kpis: list[str], bucket: str, start: datetime,
@@ -15,3 +18,29 @@ def kpi_values_query(assets: list[str], kpis: list[str], bucket: str, start: dat
     return ("""SELECT * FROM kpi_values
                WHERE asset_id = ANY(%s) AND kpi = ANY(%s) AND bucket = %s AND bucket_start >= %s AND bucket_start < %s
                ORDER BY asset_id, kpi, bucket_start""", (assets, kpis, bucket, start, end))
+
+
+_COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def kpi_value_columns(conn: psycopg.Connection[Any]) -> list[str]:
+    """The columns kpi_values has in this database, in table order ([] before migration)."""
+    return [str(r[0]) for r in conn.execute(
+        """SELECT column_name FROM information_schema.columns
+           WHERE table_schema = current_schema() AND table_name = 'kpi_values' ORDER BY ordinal_position""")]
+
+
+def kpi_values_json_query(assets: list[str], kpis: list[str], bucket: str, start: datetime, end: datetime,
+                          known: tuple[str, ...], extra: tuple[str, ...] = ()) -> tuple[str, tuple[Any, ...]]:
+    """Like kpi_values_query, one JSON object (text) per row, built by PostgreSQL: the `known` columns in that
+    order, then "extra": an object of the `extra` columns (kpi_value_columns() minus known). Times follow the
+    session's TimeZone."""
+    for c in (*known, *extra):
+        if not _COLUMN.match(c):
+            raise ValueError(f"{c!r} is not a column name")
+    fields = ", ".join(f"'{c}', k.{c}" for c in known)
+    extras = ", ".join(f"'{c}', k.{c}" for c in extra)
+    return (f"""SELECT json_build_object({fields}, 'extra', json_build_object({extras}))::text FROM kpi_values k
+                WHERE asset_id = ANY(%s) AND kpi = ANY(%s) AND bucket = %s AND bucket_start >= %s
+                  AND bucket_start < %s
+                ORDER BY asset_id, kpi, bucket_start""", (assets, kpis, bucket, start, end))

@@ -54,9 +54,10 @@ def parse_expiry(value: str, now: datetime | None = None) -> datetime:
     if m:
         return (now or datetime.now(UTC)) + timedelta(seconds=int(m.group(1)) * _UNIT_S[m.group(2)])
     try:
-        return parse_time(value, "--expires")
-    except typer.Exit:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
         raise fail(f"--expires: {value!r} is neither a duration (30d, 12h, 90m, 2w) nor an ISO 8601 time", 2) from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _connect(database_url: str | None) -> Any:
