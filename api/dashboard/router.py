@@ -6,6 +6,7 @@ user and token checking, so the dashboard shares the API's pool and authenticati
 
 from __future__ import annotations
 
+import gzip
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -152,7 +153,12 @@ def _base(request: Request, lang: str, viewer: Viewer | None, page: str) -> dict
 
 
 def _page_response(request: Request, lang: str, html: str, status: int = 200) -> Response:
-    resp = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+    body = html.encode()
+    if len(body) > 1400 and "gzip" in request.headers.get("accept-encoding", ""):
+        body = gzip.compress(body, 5, mtime=0)
+        headers["Content-Encoding"] = "gzip"
+    resp = Response(body, status_code=status, headers=headers, media_type="text/html; charset=utf-8")
     _remember_lang(resp, request, lang)
     return resp
 
