@@ -121,8 +121,15 @@ def run_demo(database_url: str | None, broker_url: str | None, workdir: Path, du
             await edge_task
             await factory.stop()
 
+    demo_started = datetime.now(UTC)
     try:
         asyncio.run(main())
+        if kpi_thread is not None:
+            stop_threads.set()
+            kpi_thread.join(30)
+            from shopfloor.demo_evidence import sample_pack
+
+            sample_pack(database_url, cfg_path, cfg, demo_started, workdir)
     finally:
         stop_threads.set()
         if kpi_thread is not None and kpi_thread.is_alive():

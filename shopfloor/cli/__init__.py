@@ -7,7 +7,16 @@ import sys
 import typer
 
 from core.errors import ShopfloorError
-from shopfloor.cli import api_cmd, collector_cmd, config_cmd, db_cmd, edge_cmd, kpi_cmd, simulate_cmd
+from shopfloor.cli import (
+    api_cmd,
+    collector_cmd,
+    config_cmd,
+    db_cmd,
+    edge_cmd,
+    evidence_cmd,
+    kpi_cmd,
+    simulate_cmd,
+)
 
 app = typer.Typer(help="Shop-floor data collector and KPI engine: PLCs -> edge -> collector -> KPIs.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -16,6 +25,7 @@ app.add_typer(db_cmd.db_app, name="db")
 app.add_typer(kpi_cmd.kpi_app, name="kpi")
 app.add_typer(edge_cmd.edge_app, name="edge")
 app.add_typer(collector_cmd.collector_app, name="collector")
+app.add_typer(evidence_cmd.evidence_app, name="evidence")
 simulate_cmd.register(app)
 api_cmd.register(app)
 

@@ -1,0 +1,91 @@
+"""What an evidence pack reads from the database: KPI rows, ledger slice, register with last-seen times."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from collector.ledger import LedgerEntry
+from core.plant import PlantConfig
+
+KPI_COLS = ("bucket_start", "bucket", "asset_id", "kpi", "value", "null_reason", "unit", "shift_name",
+            "definition_version", "code_version", "input_rows", "coverage", "revision", "computed_at", "bucket_end",
+            "is_final", "provenance")
+LOOKBACK = timedelta(hours=24)  # raw rows before a window that the export carries (each signal's last sample)
+LOOKAHEAD = timedelta(hours=1)  # and after it (micro-stop look-ahead)
+
+
+def scope_assets(cfg: PlantConfig, scope: str) -> tuple[list[str], bool]:
+    """The machines under scope (all machines, production or not: roll-ups sum them all) and whether the scope
+    is itself a machine."""
+    from kpi.rollups import groups
+
+    grp = groups(cfg)
+    machines = {m.id for m in cfg.machines()}
+    if scope in machines:
+        return [scope], True
+    if scope not in grp:
+        from core.errors import ConfigError
+
+        raise ConfigError(f"unknown scope {scope!r}: use the plant id ({cfg.plant.id}) or an asset id of the "
+                          "plant file")
+    return list(grp[scope]), False
+
+
+def kpi_rows(conn: Any, assets: list[str], bucket: str, start: datetime, end: datetime,
+             open_ok: bool) -> tuple[list[dict[str, Any]], int]:
+    """Rows of `assets` whose bucket starts in [start, end); unless open_ok, only final buckets ending by `end`.
+    Returns (rows, rows left out because their bucket was still open when computed)."""
+    rows = conn.execute(f"""SELECT {", ".join(KPI_COLS)} FROM kpi_values
+                            WHERE asset_id = ANY(%s) AND bucket = %s AND bucket_start >= %s AND bucket_start < %s
+                            ORDER BY asset_id, kpi, bucket_start""", (assets, bucket, start, end)).fetchall()
+    out, left = [], 0
+    for r in rows:
+        d = dict(zip(KPI_COLS, r, strict=True))
+        if not open_ok and (not d["is_final"] or d["bucket_end"] > end):
+            left += 1
+            continue
+        out.append(d)
+    return out, left
+
+
+def ledger_slice(conn: Any, devices: list[str], start: datetime, end: datetime) -> list[LedgerEntry]:
+    """Per device, the consecutive chain entries from the first one sealing an hour in [start, end) to the chain's
+    head now (later revisions of those hours included, and every head a later checkpoint signed)."""
+    from collector.ledger import ledger_entries
+
+    out: list[LedgerEntry] = []
+    for dev in devices:
+        chain = ledger_entries(conn, dev)
+        pos = [e.chain_seq for e in chain if start <= e.hour < end]
+        if pos:
+            out += [e for e in chain if e.chain_seq >= min(pos)]
+    return out
+
+
+def register(conn: Any, cfg: PlantConfig, scope: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """The equipment register in scope with each machine's reporting state and last-seen time in the period."""
+    from kpi.networking import networking_rate
+
+    rate = networking_rate(conn, cfg, None if scope == cfg.plant.id else scope, start, end)
+    by_id = {m.id: m for m in cfg.machines()}
+    return [{"machine_id": m.machine_id, "device_id": m.device_id, "production": by_id[m.machine_id].production,
+             "ideal_cycle_time_s": by_id[m.machine_id].ideal_cycle_time_s, "reporting": m.reporting,
+             "last_seen": m.last_sample_ts.astimezone(UTC).isoformat() if m.last_sample_ts else None,
+             "connected_fraction": m.connected_fraction, "connection_state": m.state, "reason": m.reason}
+            for m in rate.machines]
+
+
+def rows_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """KPI rows as JSON-safe dicts (times ISO 8601 UTC, provenance as an object)."""
+    out = []
+    for r in rows:
+        d = dict(r)
+        for k in ("bucket_start", "bucket_end", "computed_at"):
+            if isinstance(d.get(k), datetime):
+                d[k] = d[k].astimezone(UTC).isoformat()
+        if isinstance(d.get("provenance"), str):
+            d["provenance"] = json.loads(d["provenance"])
+        out.append(d)
+    return out

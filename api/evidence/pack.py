@@ -1,0 +1,258 @@
+"""Build a signed evidence pack (zip) for one rulebook, scope and period, with a frozen baseline period."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import zipfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from api.evidence.signing import dumps, load_private, sign_envelope, statement
+from core.errors import ConfigError, ShopfloorError
+
+log = logging.getLogger(__name__)
+FORMAT = "shopfloor-evidence/1"
+MAX_PERIOD = timedelta(days=366)
+ATTESTATION = "attestation.intoto.jsonl"
+
+
+@dataclass
+class PackRequest:
+    config: Path
+    database_url: str
+    rulebook: str
+    scope: str
+    start: datetime
+    end: datetime
+    key: Path
+    out: Path
+    baseline_start: datetime | None = None
+    baseline_end: datetime | None = None
+    bucket: str = "day"
+    region: str = "national"
+    attestations: Path | None = None
+    rulebook_dirs: list[Path] = field(default_factory=list)
+    min_coverage: float = 0.9
+    refresh: bool = False  # recompute the windows' KPI rows (kpi backfill up to `end`) before reading them
+    raw_out: Path | None = None  # also write the raw-data export of the pack's window here (api.export)
+    raw_format: str = "parquet"
+    plant_text: str | None = None  # the plant file as used, when the caller holds it already (the API)
+    tsa_url: str | None = None  # RFC 3161 timestamp authority for the pack's checkpoint
+    now: datetime | None = None
+
+
+def check_windows(start: datetime, end: datetime, bstart: datetime | None, bend: datetime | None,
+                  now: datetime) -> None:
+    """Report and baseline periods: ordered, not in the future, not over-long, not overlapping."""
+    if end <= start:
+        raise ShopfloorError(f"period: --to {end.isoformat()} is not after --from {start.isoformat()}")
+    if end > now:
+        raise ShopfloorError(f"period: --to {end.isoformat()} is in the future (now {now.isoformat()})")
+    if end - start > MAX_PERIOD:
+        raise ShopfloorError(f"period: {(end - start).days} days is longer than {MAX_PERIOD.days} days")
+    if (bstart is None) != (bend is None):
+        raise ShopfloorError("baseline: give both --baseline-from and --baseline-to, or neither")
+    if bstart is not None and bend is not None:
+        if bend <= bstart:
+            raise ShopfloorError("baseline: --baseline-to is not after --baseline-from")
+        if bend - bstart > MAX_PERIOD:
+            raise ShopfloorError(f"baseline: {(bend - bstart).days} days is longer than {MAX_PERIOD.days} days")
+        if bstart < end and start < bend:
+            raise ShopfloorError("baseline: the baseline period overlaps the report period")
+
+
+def _attestations(path: Path | None) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """criterion id -> {value, attachment, scores}; attachment files (read now, stored under attachments/)."""
+    if path is None:
+        return {}, {}
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read attestations ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}:1: attestations must map criterion ids to {{value, attachment}}")
+    files: dict[str, bytes] = {}
+    for cid, att in doc.items():
+        if not isinstance(att, dict):
+            raise ConfigError(f"{path}: {cid}: expected a mapping with value / attachment / scores")
+        if att.get("attachment"):
+            p = (path.parent / str(att["attachment"])).resolve()
+            try:
+                files[f"attachments/{p.name}"] = p.read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"{path}: {cid}.attachment: cannot read {p} ({exc.strerror})") from exc
+            att["attachment"] = f"attachments/{p.name}"
+    return doc, files
+
+
+def _carbon(rep: dict[str, Any], base: dict[str, Any] | None, region: str, end: datetime,
+            bend: datetime | None) -> dict[str, Any]:
+    from api.evidence.carbon import choose, co2_figure
+
+    f, why = choose(region, end)
+    out: dict[str, Any] = {"report": co2_figure(rep.get("energy_kwh", {}).get("value"), f, why)}
+    if base is not None and bend is not None:
+        bf, bwhy = choose(region, bend)
+        out["baseline"] = co2_figure(base.get("energy_kwh", {}).get("value"), bf, bwhy)
+        out["same_factor"] = bf.id == f.id and bf.kg_per_kwh == f.kg_per_kwh
+    return out
+
+
+def _refresh(req: PackRequest, cfg: Any) -> None:
+    from kpi.job import backfill
+
+    for s, e in ((req.start, req.end), (req.baseline_start, req.baseline_end)):
+        if s is not None and e is not None:
+            log.info("event=evidence_refresh from=%s to=%s", s.isoformat(), e.isoformat())
+            backfill(req.database_url, cfg, s, e)
+
+
+def build(req: PackRequest) -> dict[str, Any]:
+    """Read, evaluate, sign and write the pack; returns the manifest."""
+    import psycopg
+
+    from api.evidence import collect, rawdata, report
+    from api.evidence.carbon import table_version
+    from api.evidence.checkpoints import make_checkpoint, stored_checkpoints, stored_tokens
+    from api.evidence.rulebook import get
+    from core.config import load_config
+    from kpi.catalog import DEFINITION_VERSION
+    from kpi.rows import code_version
+
+    now = (req.now or datetime.now(UTC)).astimezone(UTC)
+    check_windows(req.start, req.end, req.baseline_start, req.baseline_end, now)
+    if req.bucket not in ("hour", "shift", "day"):
+        raise ShopfloorError(f"--bucket {req.bucket!r}: use hour, shift or day")
+    if req.plant_text is not None:
+        from core.config import parse_config
+
+        cfg, plant_text = parse_config(req.plant_text, str(req.config)), req.plant_text
+    else:
+        cfg, plant_text = load_config(req.config), req.config.read_text(encoding="utf-8")
+    book = get(req.rulebook, req.rulebook_dirs)
+    key = load_private(req.key)
+    machines, is_machine = collect.scope_assets(cfg, req.scope)
+    atts, att_files = _attestations(req.attestations)
+    if req.refresh:
+        _refresh(req, cfg)
+    starts = [req.start] + ([req.baseline_start] if req.baseline_start else [])
+    ends = [req.end] + ([req.baseline_end] if req.baseline_end else [])
+    with psycopg.connect(req.database_url, autocommit=True) as conn:
+        rows, left = collect.kpi_rows(conn, [*machines, req.scope] if not is_machine else machines, req.bucket,
+                                      req.start, req.end, req.refresh)
+        brows: list[dict[str, Any]] = []
+        if req.baseline_start and req.baseline_end:
+            brows, bleft = collect.kpi_rows(conn, [*machines, req.scope] if not is_machine else machines,
+                                            req.bucket, req.baseline_start, req.baseline_end, req.refresh)
+            left += bleft
+        last_end = max([*ends, *(r["bucket_end"] for r in rows + brows)])
+        ex_start = rawdata.floor_hour(min(starts) - collect.LOOKBACK)
+        ex_end = min(rawdata.ceil_hour(last_end + collect.LOOKAHEAD), rawdata.ceil_hour(now))
+        devices = sorted({m.device for m in cfg.machines() if m.id in machines and m.device})
+        entries = collect.ledger_slice(conn, devices, ex_start, ex_end)
+        make_checkpoint(conn, key, cfg.plant.id, now, req.tsa_url)
+        checkpoints, tokens = stored_checkpoints(conn, ex_start), stored_tokens(conn, ex_start)
+        reg = collect.register(conn, cfg, req.scope, req.start, req.end)
+    if req.raw_out is not None:
+        from api.export import export_scope
+
+        export_scope(req.database_url, cfg, req.scope, ex_start, ex_end, req.raw_out, req.raw_format)
+    rows_j, brows_j = collect.rows_json(rows), collect.rows_json(brows)
+    manifest = {
+        "format": FORMAT, "plant_id": cfg.plant.id, "scope": req.scope, "scope_is_machine": is_machine,
+        "machines": machines, "devices": devices, "bucket": req.bucket,
+        "from": req.start.astimezone(UTC).isoformat(), "to": req.end.astimezone(UTC).isoformat(),
+        "baseline_from": req.baseline_start.astimezone(UTC).isoformat() if req.baseline_start else None,
+        "baseline_to": req.baseline_end.astimezone(UTC).isoformat() if req.baseline_end else None,
+        "kpi_until": req.end.astimezone(UTC).isoformat() if req.refresh else None,
+        "raw_export": {"from": ex_start.isoformat(), "to": ex_end.isoformat(), "devices": devices,
+                       "command": f"shopfloor export --config PLANT --database-url DB --scope {req.scope} "
+                                  f"--from {ex_start.isoformat()} --to {ex_end.isoformat()} --out DIR"},
+        "rows_left_out_open_buckets": left, "created_at": now.isoformat(), "code_version": code_version(),
+        "definition_version": DEFINITION_VERSION, "emission_factor_table": table_version(),
+        "rulebook": {"id": book.rulebook.id, "version": book.rulebook.version,
+                     "sha256": hashlib.sha256(book.text.encode()).hexdigest()},
+        "region": req.region, "min_coverage": req.min_coverage}
+    ev, carbon, rates = evaluation(book.rulebook, manifest, rows_j, brows_j, atts, cfg.plant.emission_factor_kg_per_kwh)
+    files: dict[str, bytes] = {
+        "manifest.json": dumps(manifest), "evaluation.json": dumps(ev), "rates.json": dumps(rates),
+        "carbon.json": dumps(carbon), "attestations.json": dumps(atts), "kpi_rows.json": dumps({"report": rows_j, "baseline": brows_j}),
+        "rulebook.yaml": book.text.encode(), "plant.yaml": plant_text.encode(), "register.json": dumps(reg),
+        "version.json": dumps({k: manifest[k] for k in ("code_version", "definition_version",
+                                                         "emission_factor_table", "rulebook")}),
+        "ledger/entries.csv": _ledger_csv(entries),
+        "ledger/checkpoints.jsonl": "".join(json.dumps(c, sort_keys=True) + "\n" for c in checkpoints).encode(),
+        "ledger/timestamps.jsonl": "".join(json.dumps(t, sort_keys=True) + "\n" for t in tokens).encode(),
+        "kpi_values.kpiml.xml": report.kpiml_values(rows_j + brows_j).encode(),
+        "annex.csv": report.annex_csv(ev).encode("utf-8-sig"),
+        "report.html": report.report_html(ev, manifest, carbon).encode(), **att_files}
+    write_zip(req.out, files, statement(files, summary(ev, manifest)), key)
+    log.info("event=evidence_pack out=%s rows=%d ledger_entries=%d", req.out, len(rows_j) + len(brows_j), len(entries))
+    return manifest
+
+
+def evaluation(book: Any, manifest: dict[str, Any], rows: list[dict[str, Any]], brows: list[dict[str, Any]],
+               atts: dict[str, Any], _plant_ef: float | None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The evaluation, carbon figures and per-period rates from KPI rows (also run again by verify)."""
+    from api.evidence.carbon import choose
+    from api.evidence.evaluate import Row, Window, evaluate, period_values
+
+    def conv(rs: list[dict[str, Any]]) -> list[Row]:
+        return [Row(r["asset_id"], r["kpi"], r["bucket"], r["bucket_start"], r["value"], r["null_reason"],
+                    r["coverage"]) for r in rs]
+
+    end = datetime.fromisoformat(manifest["to"])
+    f, _ = choose(manifest["region"], end)
+    rep = period_values(conv(rows), manifest["scope"], manifest["bucket"], manifest["scope_is_machine"], f.kg_per_kwh)
+    base = None
+    if manifest["baseline_from"]:
+        bf, _ = choose(manifest["region"], datetime.fromisoformat(manifest["baseline_to"]))
+        base = period_values(conv(brows), manifest["scope"], manifest["bucket"], manifest["scope_is_machine"],
+                             bf.kg_per_kwh)
+    win = Window(manifest["from"], manifest["to"])
+    bwin = Window(manifest["baseline_from"], manifest["baseline_to"]) if manifest["baseline_from"] else None
+    ev = evaluate(book, rep, base or {}, win, bwin, atts, manifest["min_coverage"])
+    carbon = _carbon(rep, base, manifest["region"], end,
+                     datetime.fromisoformat(manifest["baseline_to"]) if manifest["baseline_to"] else None)
+    return ev, carbon, {"report": rep, "baseline": base}
+
+
+def summary(ev: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """The in-toto predicate: what was evaluated and the outcome per tier and criterion."""
+    return {"plant_id": manifest["plant_id"], "scope": manifest["scope"], "rulebook": ev["rulebook"],
+            "period": {"from": manifest["from"], "to": manifest["to"]},
+            "baseline": {"from": manifest["baseline_from"], "to": manifest["baseline_to"]},
+            "tiers": [{"id": t["id"], "readiness": t["readiness"]} for t in ev["tiers"]],
+            "criteria": [{"id": c["id"], "result": c["result"], "status": c["status"], "value": c.get("value")}
+                         for c in ev["criteria"]],
+            "code_version": manifest["code_version"], "created_at": manifest["created_at"]}
+
+
+def _ledger_csv(entries: list[Any]) -> bytes:
+    import tempfile
+
+    from api.evidence.rawdata import write_ledger_csv
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "e.csv"
+        write_ledger_csv(p, entries)
+        return p.read_bytes()
+
+
+def write_zip(out: Path, files: dict[str, bytes], stmt: dict[str, Any], key: Any) -> None:
+    """The files, then attestation.intoto.jsonl (one DSSE envelope per line) at the zip root."""
+    env = sign_envelope(dumps(stmt), key)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in sorted(files):
+            z.writestr(name, files[name])
+        z.writestr(ATTESTATION, json.dumps(env, sort_keys=True) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(buf.getvalue())
