@@ -62,6 +62,7 @@ class LiveStack:
         self._ready = threading.Event()
         self._server: Any = None
         self.cfg: Any = None
+        self._env: dict[str, str | None] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LiveStack:
@@ -75,6 +76,12 @@ class LiveStack:
         self.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
         self.cfg = parse_config(self.config_path.read_text(), str(self.config_path))
         prepare_database(self.database_url, self.cfg, log_line=lambda _: None)
+        from api.evidence.signing import keygen
+
+        self.signing_key, self.public_key = keygen(self.workdir / "keys")
+        self._env = {k: os.environ.get(k) for k in ("SHOPFLOOR_SIGNING_KEY", "SHOPFLOOR_DASHBOARD_REFRESH_S")}
+        os.environ["SHOPFLOOR_SIGNING_KEY"] = str(self.signing_key)  # read by POST /api/v1/evidence
+        os.environ["SHOPFLOOR_DASHBOARD_REFRESH_S"] = str(self.refresh_s)
         self._spawn(self._run_loop, "factory-edge")
         if not self._ready.wait(30):
             raise RuntimeError("the simulated factory and edge did not start within 30 s")
@@ -95,6 +102,11 @@ class LiveStack:
             self._loop.call_soon_threadsafe(self._edge_stop.set)
         for t in self._threads:
             t.join(20)
+        for k, v in self._env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
     def _spawn(self, target: Any, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -129,7 +141,6 @@ class LiveStack:
         from api.app import create_app
         from api.settings import Settings
 
-        os.environ["SHOPFLOOR_DASHBOARD_REFRESH_S"] = str(self.refresh_s)
         app = create_app(Settings(database_url=self.database_url, config_path=self.config_path), self.cfg)
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                      access_log=False))

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from tests.conftest import _make_db, _timescaledb_available, drop_db
 from tests.dashboard_stack import CHROMIUM_ARGS, LiveStack, chromium_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-PAGES = ("/", "/networking", "/trends", "/losses", "/quality")
+PAGES = ("/", "/networking", "/trends", "/losses", "/quality", "/tiers")
 I18N = Path(__file__).resolve().parents[1] / "api" / "dashboard" / "i18n"
 
 
@@ -173,7 +174,20 @@ def _q(s: str | None) -> str:
 
 
 def _labels(lang: str) -> dict[str, str]:
-    return dict(json.loads((I18N / f"{lang}.json").read_text("utf-8")))
+    """The page labels of a language: the message catalog and the KPI names of the KPI catalog."""
+    from kpi.catalog import CATALOG
+
+    out = dict(json.loads((I18N / f"{lang}.json").read_text("utf-8")))
+    out.update({f"kpi:{k.id}": k.name_zh if lang == "zh" else k.name_en for k in CATALOG})
+    return out
+
+
+def _label_text(page: Any) -> str:
+    """The page's text without cells marked as data (rulebook titles and the evidence engine's reasons, which
+    are data in their own words)."""
+    return str(page.evaluate("""() => { const b = document.body.cloneNode(true);
+        b.querySelectorAll('.data, script').forEach(e => e.remove());
+        document.documentElement.appendChild(b); const t = b.innerText; b.remove(); return t; }"""))
 
 
 def _word(label: str) -> str:
@@ -198,12 +212,12 @@ def test_language_switch_changes_every_label(page: Any, stack: LiveStack) -> Non
     for path in PAGES:
         page.goto(stack.url(f"{path}?lang=en"))
         page.wait_for_selector("#view")
-        text_en = page.inner_text("body")
+        text_en = _label_text(page)
         shown = _labels_in(text_en, {k: v for k, v in en.items() if v != zh[k]})
         assert len(shown) >= 5, f"{path}: too few labels found to test the switch ({shown})"
         page.click("#lang-switch")
         page.wait_for_url(re.compile(r"lang=zh"))
-        text_zh = page.inner_text("body")
+        text_zh = _label_text(page)
         for k in shown:
             assert not re.search(_word(en[k]), text_zh), f"{path}: {k!r} still in English"
             assert zh[k] in text_zh, f"{path}: {k!r} has no Chinese label"
@@ -224,3 +238,29 @@ def test_no_request_leaves_loopback(page: Any, stack: LiveStack) -> None:
     page.goto(stack.url("/"))
     page.wait_for_timeout(stack.refresh_s * 1000 + 500)  # one live refresh too
     assert page.outside == []
+
+
+def test_evidence_button_builds_a_pack_that_verifies(page: Any, stack: LiveStack, tmp_path: Path) -> None:
+    page.goto(stack.url("/tiers?lang=en&period=7d"))
+    assert page.locator("section.tier").count() >= 1
+    assert page.locator("section.tier[data-readiness]").evaluate_all(
+        "els => els.every(e => ['red', 'yellow', 'blue'].includes(e.dataset.readiness))")
+    page.click("#evidence-build")
+    link = page.wait_for_selector("#evidence-download", timeout=120_000)
+    with page.expect_download() as dl:
+        link.click()
+    pack = tmp_path / "pack.zip"
+    dl.value.save_as(pack)
+    run = subprocess.run([sys.executable, "-m", "shopfloor.cli", "evidence", "verify", str(pack), "--key",
+                          str(stack.public_key)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "all checks passed" in run.stdout
+
+
+def test_evidence_button_is_absent_for_a_viewer(browser: Any, stack: LiveStack) -> None:
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    pg.goto(stack.url(f"/tiers?token={stack.token('viewer')}&lang=en"))
+    assert pg.locator("section.tier").count() >= 1, "a viewer still sees the readiness"
+    assert pg.locator("#evidence-build").count() == 0
+    ctx.close()

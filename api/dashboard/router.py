@@ -26,11 +26,11 @@ from api.dashboard.render import STATIC_PREFIX, local_time, render, static_file,
 from core.plant import PlantConfig
 
 log = logging.getLogger(__name__)
-PAGES = ("glance", "networking", "trends", "losses", "quality")
+PAGES = ("glance", "networking", "trends", "losses", "quality", "tiers")
 PATHS = {"glance": "/", "networking": "/networking", "trends": "/trends", "losses": "/losses",
-         "quality": "/quality"}
+         "quality": "/quality", "tiers": "/tiers"}
 CHART_PAGES = ("networking", "trends", "losses")
-STATE_KEYS = ("lang", "scope", "period", "bucket", "day", "from", "to")
+STATE_KEYS = ("lang", "scope", "period", "bucket", "day", "from", "to", "rulebook", "baseline_from", "baseline_to")
 YEAR_S = 365 * 24 * 3600
 
 
@@ -189,7 +189,7 @@ def _view(conn: psycopg.Connection[Any], cfg: PlantConfig, viewer: Viewer, page:
         raise V.ViewError(f"scope {scope!r} is outside what this sign-in may see ({viewer.scope})")
     state["scope"] = scope
     default_period = {"glance": "today", "networking": "today", "trends": "7d", "losses": "today",
-                      "quality": "24h"}[page]
+                      "quality": "24h", "tiers": "30d"}[page]
     period = state.get("period") or default_period
     if state.get("from") or state.get("to"):
         start, end = V.explicit_window(state.get("from"), state.get("to"), now)
@@ -213,6 +213,15 @@ def _view(conn: psycopg.Connection[Any], cfg: PlantConfig, viewer: Viewer, page:
         day = V.day_start(cfg, state.get("day"), now)
         state["day"] = day.strftime("%Y-%m-%d")
         out.update(V.losses(conn, cfg, scope, start, end, day, now))
+    elif page == "tiers":
+        from api.dashboard import tiers
+
+        baseline = None
+        if state.get("baseline_from"):
+            baseline = V.explicit_window(state.get("baseline_from"), state.get("baseline_to"), now, 400)
+        out.update(tiers.readiness(conn, cfg, state.get("rulebook"), scope, start, end, baseline),
+                   rulebooks=tiers.rulebook_choices(lang), evidence_roles=tiers.EVIDENCE_ROLES)
+        state["rulebook"] = out["rulebook_id"]
     else:
         out.update(V.quality(conn, cfg, start, end))
     return out

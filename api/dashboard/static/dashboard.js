@@ -132,6 +132,35 @@
     });
   }
 
+  // Tier readiness: build an evidence pack through the API (the signed-in cookie is the credential) and offer it.
+  function evidence(button) {
+    var t = messages(), out = document.getElementById("evidence-result");
+    button.disabled = true;
+    out.textContent = t.ti_building;
+    fetch("/api/v1/evidence", {
+      method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+      body: button.dataset.request
+    }).then(function (r) {
+      return r.json().then(function (body) { return { ok: r.ok, body: body }; });
+    }).then(function (res) {
+      button.disabled = false;
+      if (!res.ok) { out.textContent = t.ti_failed + ": " + (res.body.detail || ""); return; }
+      out.textContent = "";
+      var a = document.createElement("a");
+      a.id = "evidence-download";
+      a.href = res.body.download;
+      a.textContent = t.ti_download + " #" + res.body.id + " (sha256 " + res.body.sha256.slice(0, 12) + "…)";
+      out.appendChild(a);
+    }).catch(function (err) {
+      button.disabled = false;
+      out.textContent = t.ti_failed + ": " + err;
+    });
+  }
+
+  document.addEventListener("click", function (e) {
+    if (e.target && e.target.id === "evidence-build") { evidence(e.target); }
+  });
+
   var DRAW = { networking: networking, trend: trend, pareto: pareto, gantt: gantt };
 
   function draw(root) {
