@@ -20,7 +20,7 @@ from tests.conftest import _make_db, drop_db, free_port
 from tests.dashboard_stack import CHROMIUM_ARGS, LiveStack, chromium_path
 
 PAGES = (("glance", "/"), ("networking", "/networking"), ("trends", "/trends?period=24h"),
-         ("losses", "/losses"), ("quality", "/quality"))
+         ("losses", "/losses"), ("quality", "/quality"), ("tiers", "/tiers?rulebook=cn-guangdong-proposed"))
 
 
 def _mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:

@@ -165,3 +165,32 @@ def test_language_choice_order() -> None:
     assert pick_lang(None, None, "en-US,en;q=0.9") == "en"
     assert pick_lang("fr", None, "zh-CN,zh;q=0.9") == "zh"
     assert set(catalog("en")) == set(catalog("zh"))
+
+
+def test_tier_readiness_matches_the_evidence_evaluation_and_the_button_follows_the_role(
+        client: TestClient, env: Env) -> None:
+    from api.evidence import collect
+    from api.evidence.pack import evaluation
+    from api.evidence.rulebook import get
+
+    url = f"/tiers?lang=en&scope=plant-1&rulebook=cn-guangdong-proposed&{PERIOD}"
+    html = signed_in(client, env, "viewer").get(url).text
+    assert 'id="evidence-build"' not in html
+    with psycopg.connect(env.url) as conn:
+        machines, _ = collect.scope_assets(env.cfg, "plant-1")
+        rows, _ = collect.kpi_rows(conn, [*machines, "plant-1"], "day", DAY, END, False)
+    manifest = {"scope": "plant-1", "scope_is_machine": False, "bucket": "day", "from": DAY.isoformat(),
+                "to": END.isoformat(), "baseline_from": None, "baseline_to": None, "region": "national",
+                "min_coverage": 0.9}
+    ev, _, _ = evaluation(get("cn-guangdong-proposed").rulebook, manifest, collect.rows_json(rows), [], {}, None)
+    for tier in ev["tiers"]:
+        assert f'data-tier="{tier["id"]}" data-readiness="{tier["readiness"]}"' in html
+    for c in ev["criteria"]:
+        assert f'data-criterion="{c["id"]}" data-result="{c["result"]}"' in html
+    net = next(c for c in ev["criteria"] if c["metric"] == "networking_rate")
+    assert net["value"] is not None and f"{100 * net['value']:.1f} %" in html
+    manager = signed_in(client, env, "manager").get(url).text
+    button = re.search(r"id=\"evidence-build\" data-request='([^']+)'", manager)
+    assert button and json.loads(button.group(1).replace("&#34;", '"'))["rulebook"] == "cn-guangdong-proposed"
+    r = client.get("/tiers?lang=en&rulebook=nope")
+    assert r.status_code == 400 and "unknown rulebook" in r.text
