@@ -72,7 +72,9 @@ def create_app(settings: Settings, plant: PlantConfig | None = None) -> FastAPI:
     for module in sorted(m.name for m in pkgutil.iter_modules(routes.__path__)):
         mod = importlib.import_module(f"{routes.__name__}.{module}")
         if hasattr(mod, "router"):
-            app.include_router(mod.router, prefix=getattr(mod, "PREFIX", API_PREFIX))
+            prefix = getattr(mod, "PREFIX", API_PREFIX)
+            app.include_router(mod.router, prefix=prefix)
+            app.state.metrics.prefixes.update({id(r): prefix for r in mod.router.routes})
     return app
 
 

@@ -59,7 +59,7 @@ def whole_hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 
 
 def _cursor_batches(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> Iterator[list[tuple[Any, ...]]]:
-    with conn.transaction(), conn.cursor(name="shopfloor_export") as cur:
+    with conn.transaction(), conn.cursor(name="shopfloor_export", binary=True) as cur:
         cur.itersize = BATCH_ROWS
         cur.execute(sql, params)  # type: ignore[arg-type]
         while rows := cur.fetchmany(BATCH_ROWS):

@@ -23,6 +23,7 @@ class Metrics:
     """The process's own metrics, in a registry of its own (one per app, so tests can build many apps)."""
 
     def __init__(self) -> None:
+        self.prefixes: dict[int, str] = {}  # id(route) -> the prefix its router is included under (create_app)
         self.registry = CollectorRegistry()
         self.requests = Counter("shopfloor_api_requests", "HTTP requests answered", ["method", "route", "status"],
                                 registry=self.registry)
@@ -55,16 +56,21 @@ class MetricsMiddleware:
             async def send_status(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     status[0] = int(message["status"])
-                    route = getattr(scope.get("route"), "path", "unmatched")
-                    self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+                    self.metrics.latency.labels(self._route(scope)).observe(time.perf_counter() - t0)
                 await send(message)
 
             await self.app(scope, self._limited(receive), send_status)
         except _Refuse as exc:
             status[0] = exc.status
             await _json(send, exc.status, exc.detail)
-        route = getattr(scope.get("route"), "path", "unmatched")
-        self.metrics.requests.labels(scope.get("method", ""), route, str(status[0])).inc()
+        self.metrics.requests.labels(scope.get("method", ""), self._route(scope), str(status[0])).inc()
+
+    def _route(self, scope: Scope) -> str:
+        """The matched route's path template with its router prefix ("/api/v1/kpis"), or "unmatched"."""
+        route = scope.get("route")
+        if route is None:
+            return "unmatched"
+        return self.metrics.prefixes.get(id(route), "") + str(getattr(route, "path", ""))
 
     def _check_size(self, scope: Scope) -> None:
         query = scope.get("query_string", b"")

@@ -88,6 +88,13 @@ def run_demo(database_url: str | None, broker_url: str | None, workdir: Path, du
                                       kwargs={"interval_s": 15.0, "stop_event": stop_threads}, daemon=True)
     except ImportError:
         typer.echo("KPI job not available in this build; raw data only", err=True)
+    stop_api = None
+    try:
+        from shopfloor.demo_api import api_lines, start_api
+
+        api_url, api_token, stop_api = start_api(database_url, cfg_path, cfg, free_port())
+    except ImportError:
+        typer.echo("HTTP API not available in this build (install shopfloor[api])", err=True)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -100,6 +107,8 @@ def run_demo(database_url: str | None, broker_url: str | None, workdir: Path, du
         if kpi_thread is not None:
             kpi_thread.start()
         typer.echo(_banner(cfg_path, database_url, f"mqtt://{bhost}:{bport}", bkind))
+        if stop_api is not None:
+            typer.echo(api_lines(api_url, api_token) + "\n")
         started = time.monotonic()
         last_table = 0.0
         try:
@@ -132,6 +141,8 @@ def run_demo(database_url: str | None, broker_url: str | None, workdir: Path, du
             sample_pack(database_url, cfg_path, cfg, demo_started, workdir)
     finally:
         stop_threads.set()
+        if stop_api is not None:
+            stop_api()
         if kpi_thread is not None and kpi_thread.is_alive():
             kpi_thread.join(10)
         if broker is not None:

@@ -282,3 +282,21 @@ def test_columns_added_to_kpi_values_later_pass_through_as_extra(env: Env) -> No
     finally:
         with psycopg.connect(env.url, autocommit=True) as conn:
             conn.execute("ALTER TABLE kpi_values DROP COLUMN data_quality_test")
+
+
+def test_metrics_report_requests_latencies_and_what_the_database_holds(client: TestClient, env: Env) -> None:
+    manager = {"Authorization": f"Bearer {env.tokens['manager']}"}
+    client.get("/api/v1/kpis/catalog", headers=manager)
+    with psycopg.connect(env.url, autocommit=True) as conn:
+        conn.execute("INSERT INTO quarantine (source, reason, payload) VALUES ('test', 'bad json', 'x')")
+        conn.execute("INSERT INTO kpi_watermarks VALUES ('m1', now() - interval '90 seconds', now())"
+                     " ON CONFLICT (asset_id) DO UPDATE SET computed_until = excluded.computed_until")
+    text = client.get("/metrics", headers=manager).text
+    lines = {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln and ln[0] != "#"}
+    assert lines['shopfloor_api_requests_total{method="GET",route="/api/v1/kpis/catalog",status="200"}'] >= 1
+    assert lines['shopfloor_api_request_seconds_count{route="/api/v1/kpis/catalog"}'] >= 1
+    assert lines["shopfloor_quarantine_messages"] >= 1
+    assert 90 <= lines['shopfloor_kpi_job_lag_seconds{asset="m1"}'] < 3600
+    assert lines['shopfloor_device_connected{device="d3",gateway=""}'] == 0.0
+    assert lines['shopfloor_device_connected{device="d1",gateway=""}'] == 1.0
+    assert 'shopfloor_ingest_rows_per_second{gateway=""}' in lines  # rows loaded moments ago count
