@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import audit, routes
+from api.cache import ResponseCache
 from api.metrics import Metrics, MetricsMiddleware
 from api.settings import Settings
 from core.errors import ShopfloorError
@@ -66,6 +67,7 @@ def create_app(settings: Settings, plant: PlantConfig | None = None) -> FastAPI:
                               "Send `Authorization: Bearer <token>`; roles viewer, manager, certifier, admin.")
     app.state.settings, app.state.plant = settings, plant
     app.state.metrics = Metrics()
+    app.state.kpi_cache = ResponseCache(int(settings.kpi_cache_mb * 1e6))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, max_query_chars=settings.max_query_chars,
                        max_body_bytes=settings.max_body_bytes)
     _handlers(app)

@@ -22,3 +22,4 @@ class Settings(BaseModel):
     max_query_chars: int = Field(default=4096, ge=256)  # longer query strings are refused with 414
     max_body_bytes: int = Field(default=1_000_000, ge=1024)  # larger request bodies are refused with 413
     cookie_name: str = "shopfloor_token"
+    kpi_cache_mb: float = Field(default=64, ge=0)  # JSON answers of /kpis kept while their rows are unchanged; 0: off

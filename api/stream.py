@@ -104,17 +104,25 @@ def _parquet_cell(value: Any, typ: Any) -> Any:
     return json.dumps(value, default=_default) if isinstance(value, dict) else value
 
 
-def json_text(pool: Any, sql: str, params: Any) -> StreamingResponse:
-    """A JSON array streamed from a query whose rows are comma-joined JSON objects (text), in order."""
+def json_text(pool: Any, sql: str, params: Any, keep: Callable[[bytes], None] | None = None) -> StreamingResponse:
+    """A JSON array streamed from a query whose rows are comma-joined JSON objects (text), in order; `keep`
+    receives the whole body once it has been sent (for a cache)."""
 
     async def body() -> AsyncIterator[bytes]:
-        yield b"["
+        parts = [b"["]
+        yield parts[0]
         sep = ""
         async with pool.connection() as conn, conn.cursor() as cur:
             async for (chunk,) in cur.stream(sql, params):
-                yield (sep + chunk).encode()
+                part = (sep + chunk).encode()
+                if keep is not None:
+                    parts.append(part)
+                yield part
                 sep = ","
         yield b"]"
+        if keep is not None:
+            parts.append(b"]")
+            keep(b"".join(parts))
 
     return StreamingResponse(body(), media_type=MEDIA["json"])
 

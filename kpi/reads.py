@@ -48,3 +48,12 @@ def kpi_values_json_query(assets: list[str], kpis: list[str], bucket: str, start
                   WHERE asset_id = ANY(%s) AND kpi = ANY(%s) AND bucket = %s AND bucket_start >= %s
                     AND bucket_start < %s) rows
                 GROUP BY (n - 1) / {int(chunk)} ORDER BY (n - 1) / {int(chunk)}""", (assets, kpis, bucket, start, end))
+
+
+def kpi_values_version_query(assets: list[str], kpis: list[str], bucket: str, start: datetime,
+                             end: datetime) -> tuple[str, tuple[Any, ...]]:
+    """(row count, latest computed_at) of the rows kpi_values_query returns: the job stamps computed_at = now()
+    on every insert and update, so a cached answer with the same pair is still the stored one."""
+    return ("""SELECT count(*), max(computed_at) FROM kpi_values
+               WHERE asset_id = ANY(%s) AND kpi = ANY(%s) AND bucket = %s AND bucket_start >= %s AND bucket_start < %s""",
+            (assets, kpis, bucket, start, end))

@@ -91,7 +91,7 @@ def load_samples(url: str, interval_s: float) -> int:
     return ts.size * len(series)
 
 
-def serve(url: str, cfg_path: str, port: int) -> None:
+def serve(url: str, cfg_path: str, port: int, cache_mb: float) -> None:
     """Server process: the real API app plus one bare Starlette route returning precomputed JSON."""
     import uvicorn
     from starlette.requests import Request
@@ -101,7 +101,7 @@ def serve(url: str, cfg_path: str, port: int) -> None:
     from api.app import create_app
     from api.settings import Settings
 
-    app = create_app(Settings(database_url=url, config_path=Path(cfg_path)))
+    app = create_app(Settings(database_url=url, config_path=Path(cfg_path), kpi_cache_mb=cache_mb))
     body = Path(cfg_path).with_suffix(".json").read_bytes()
 
     async def bare(request: Request) -> Response:
@@ -152,28 +152,33 @@ def bench_kpis(url: str, tmp: Path, seconds: float, concurrency: int) -> None:
          f"&from={START.isoformat()}&to={END.isoformat()}").replace("+", "%2B")
     headers = {"Authorization": f"Bearer {token}"}
     cfg.with_suffix(".json").write_bytes(b"[]")
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", url, str(cfg), str(port)])
-    try:
-        _wait(f"http://127.0.0.1:{port}/healthz")
-        body = httpx.get(q, headers=headers, timeout=30).content
-        proc.terminate()
-        proc.wait(10)
-        cfg.with_suffix(".json").write_bytes(body)  # the bare route serves exactly this
-        proc = subprocess.Popen([sys.executable, __file__, "--serve", url, str(cfg), str(port)])
-        _wait(f"http://127.0.0.1:{port}/healthz")
-        bare_body = httpx.get(f"http://127.0.0.1:{port}/bare").content
-        assert bare_body == body and len(body) > 1000
-        asyncio.run(hammer(q, headers, 1.0, concurrency))  # warm-up
-        api = asyncio.run(hammer(q, headers, seconds, concurrency))
-        bare = asyncio.run(hammer(f"http://127.0.0.1:{port}/bare", {}, seconds, concurrency))
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    results: dict[str, dict[str, float]] = {}
+    body = b""
+    for cache_mb in (0, 64):
+        proc = subprocess.Popen([sys.executable, __file__, "--serve", url, str(cfg), str(port), str(cache_mb)])
+        try:
+            _wait(f"http://127.0.0.1:{port}/healthz")
+            body = httpx.get(q, headers=headers, timeout=30).content
+            cfg.with_suffix(".json").write_bytes(body)  # the bare route (next server start) serves exactly this
+            if cache_mb:
+                assert httpx.get(f"http://127.0.0.1:{port}/bare").content == body and len(body) > 1000
+            asyncio.run(hammer(q, headers, 1.0, concurrency))  # warm-up
+            name = "GET /api/v1/kpis, cache on" if cache_mb else "GET /api/v1/kpis, cache off"
+            results[name] = asyncio.run(hammer(q, headers, seconds, concurrency))
+            if cache_mb:
+                results["bare Starlette, same JSON"] = asyncio.run(
+                    hammer(f"http://127.0.0.1:{port}/bare", {}, seconds, concurrency))
+        finally:
+            proc.terminate()
+            proc.wait(10)
     print(f"kpis: {rows} rows ({len(KPIS)} KPIs x {rows // len(KPIS)} hours), {len(body)} bytes of JSON per response, "
           f"1 uvicorn worker, {concurrency} connections, {seconds:.0f} s each")
-    for name, r in (("GET /api/v1/kpis", api), ("bare Starlette, same JSON", bare)):
-        print(f"  {name:<28}{r['req_s']:>9.0f} req/s   p50 {r['p50_ms']:7.1f} ms   p99 {r['p99_ms']:7.1f} ms")
-    print(f"  ratio: {api['req_s'] / bare['req_s']:.0%} of the bare endpoint's requests/s")
+    bare = results["bare Starlette, same JSON"]
+    for name, r in results.items():
+        print(f"  {name:<30}{r['req_s']:>9.0f} req/s   p50 {r['p50_ms']:7.1f} ms   p99 {r['p99_ms']:7.1f} ms"
+              f"   {r['req_s'] / bare['req_s']:5.0%} of bare")
+    print("  (cache on: the repeated query is answered from the in-process cache after a (count, max(computed_at)) "
+          "check; cache off: PostgreSQL builds the JSON on every request)")
 
 
 def _wait(url: str, timeout_s: float = 30) -> None:
@@ -222,14 +227,14 @@ def bench_export(url: str, tmp: Path, interval_s: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--serve", nargs=3, metavar=("URL", "CONFIG", "PORT"), help=argparse.SUPPRESS)
+    ap.add_argument("--serve", nargs=4, metavar=("URL", "CONFIG", "PORT", "CACHE_MB"), help=argparse.SUPPRESS)
     ap.add_argument("--interval-s", type=float, default=5.0, help="sample interval per tag for the export")
     ap.add_argument("--seconds", type=float, default=10.0, help="load duration per endpoint")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--timescaledb", action="store_true", help="run on the TimescaleDB path")
     args = ap.parse_args()
     if args.serve:
-        serve(args.serve[0], args.serve[1], int(args.serve[2]))
+        serve(args.serve[0], args.serve[1], int(args.serve[2]), float(args.serve[3]))
         return
     if args.timescaledb and not timescaledb_available(ADMIN):
         sys.exit("TimescaleDB is not available on this server")
