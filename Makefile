@@ -42,6 +42,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_modbus.py
 	$(BIN)/python benchmarks/bench_opcua.py
 	$(BIN)/python benchmarks/kpi/bench_kernels.py --scale 0.1
+	$(BIN)/python benchmarks/evidence/bench_evidence.py --days 1 --machines 100
 
 vendor:
 	bash api/dashboard/vendor.sh

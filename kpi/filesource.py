@@ -196,16 +196,17 @@ def rollup_rows(cfg: PlantConfig, machine_rows_: list[tuple[Any, ...]], group: s
     from kpi.catalog import ELEMENTS
 
     members = groups(cfg)[group]
-    cells: dict[tuple[str, datetime], dict[str, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
-    meta: dict[tuple[str, datetime], tuple[datetime, str | None]] = {}
+    # keyed like kpi.rollups: bucket kind, start and shift (two shifts may start at the same instant)
+    cells: dict[tuple[str, datetime, str], dict[str, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
+    meta: dict[tuple[str, datetime, str], tuple[datetime, str | None]] = {}
     for bs, bucket, asset, kpi, value, _reason, _u, shift, _d, _c, nrows, cov, be, *_ in machine_rows_:
         if asset in members and kpi in ELEMENTS:
-            cell = cells[(bucket, bs)][asset]
+            cell = cells[(bucket, bs, shift or "")][asset]
             cell[kpi] = np.nan if value is None else value
             cell["_coverage"], cell["_rows"] = (np.nan if cov is None else cov), nrows or 0
-            meta[(bucket, bs)] = (be, shift)
+            meta[(bucket, bs, shift or "")] = (be, shift)
     out: list[tuple[Any, ...]] = []
-    for (bucket, bs), per in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+    for (bucket, bs, sk), per in sorted(cells.items(), key=lambda kv: kv[0]):
         sums: dict[str, float] = {}
         for col in (*ELEMENTS, "_coverage", "_rows"):
             total, n = 0.0, 0
@@ -216,7 +217,7 @@ def rollup_rows(cfg: PlantConfig, machine_rows_: list[tuple[Any, ...]], group: s
             sums[col] = total if n else np.nan
             if col == "_coverage":
                 sums[col] = total / n if n else np.nan
-        be, shift = meta[(bucket, bs)]
+        be, shift = meta[(bucket, bs, sk)]
         b = BucketSet(bucket, np.array([to_us(bs)]), np.array([to_us(be)]), shift)
         el = {c: np.array([sums[c]]) for c in ELEMENTS}
         why = dict.fromkeys(ELEMENTS, "no machine in scope has this input")

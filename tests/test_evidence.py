@@ -172,3 +172,28 @@ def test_envelope_verifies_with_an_independent_implementation(tmp_path: Path) ->
     body = json.dumps({"_type": "https://in-toto.io/Statement/v1"}).encode()
     env = sign_envelope(body, load_private(priv))
     assert independent_dsse_verify(env, pub.read_bytes()) == body
+
+
+def test_cli_pack_bad_input_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.evidence_data import write_plant
+
+    plant = write_plant(tmp_path, 1)
+    priv, pub = keygen(tmp_path / "k")
+    base = [sys.executable, "-m", "shopfloor.cli", "evidence", "pack", "--config", str(plant), "--database-url",
+            "postgresql://nobody@127.0.0.1:1/none", "--scope", "ev-plant", "--out", str(tmp_path / "p.zip")]
+    cases = [
+        (["--rulebook", "nope", "--from", "2026-01-01", "--to", "2026-02-01", "--key", str(priv)], "unknown rulebook"),
+        (["--rulebook", "cn-guangdong-proposed", "--from", "2026-02-01", "--to", "2026-01-01", "--key", str(priv)],
+         "is not after --from"),
+        (["--rulebook", "cn-guangdong-proposed", "--from", "2026-01-01", "--to", "2026-02-01", "--key", str(pub)],
+         "not an unencrypted PEM private key"),
+        (["--rulebook", "cn-guangdong-proposed", "--from", "yesterday", "--to", "2026-02-01", "--key", str(priv)],
+         "is not an ISO 8601 time"),
+    ]
+    for args, msg in cases:
+        r = subprocess.run([*base, *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and msg in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) <= 2, r.stderr  # the error line (after "building evidence pack")

@@ -51,9 +51,12 @@ def make(url: str, tmp: Path, out: str = "pack.zip", fmt: str = "csv") -> Built:
     backfill(url, cfg, d0, d0 + timedelta(days=1))
     backfill(url, cfg, d0 + timedelta(days=2), d0 + timedelta(days=3))
     priv, pub = keygen(tmp / "keys")
+    (tmp / "maturity-report.pdf").write_bytes(b"%PDF-1.4 assessment report")
+    (tmp / "attest.yaml").write_text("G-CMMM-B: {value: 2, attachment: maturity-report.pdf}\n"
+                                     "G-CMMM-E: {value: 2, attachment: maturity-report.pdf}\n")
     req = PackRequest(plant, url, "cn-national-smart-factory-tiers", "ev-plant", d0 + timedelta(days=2),
                       d0 + timedelta(days=3), priv, tmp / out, d0, d0 + timedelta(days=1), region="jiangsu",
-                      raw_out=tmp / "raw", raw_format=fmt)
+                      attestations=tmp / "attest.yaml", raw_out=tmp / "raw", raw_format=fmt)
     build(req)
     return Built(url, tmp, tmp / out, pub, priv, tmp / "raw", plant)
 
@@ -76,8 +79,8 @@ def test_round_trip_pack_then_verify_passes(db: str, tmp_path: Path) -> None:
     checks = verify(b.pack, b.pub, b.raw)
     assert failing(checks) == {}
     names = [c.name for c in checks]
-    assert names == ["signature", "subjects", "ledger chain", "checkpoints", "evaluation", "raw rows vs ledger",
-                     "KPI recompute"]
+    assert names == ["signature", "subjects", "ledger chain", "checkpoints", "timestamps", "evaluation",
+                     "raw rows vs ledger", "KPI recompute"]
     kpis = next(c for c in checks if c.name == "KPI recompute")
     assert int(kpis.detail.split()[0]) > 100  # machine and plant rows of both periods, every one recomputed
 
@@ -105,6 +108,12 @@ def test_pack_contents_and_independent_dsse_check(built: Built) -> None:
     rows = json.loads(files["kpi_rows.json"])["report"]
     assert {"revision", "coverage", "provenance", "input_rows"} <= set(rows[0])
     assert b"<KPIValue>" in files["kpi_values.kpiml.xml"]
+    assert files["attachments/maturity-report.pdf"].startswith(b"%PDF")
+    ev = {c["id"]: c for c in json.loads(files["evaluation.json"])["criteria"]}
+    assert (ev["G-CMMM-B"]["result"], ev["G-CMMM-B"]["attachment"]) == ("pass", "attachments/maturity-report.pdf")
+    assert ev["G-CMMM-E"]["result"] == "fail" and ev["G-CMMM-E"]["status_mark"] == "V"
+    tiers = {t["id"]: t["readiness"] for t in json.loads(files["evaluation.json"])["tiers"]}
+    assert tiers["excellent"] == "red" and tiers["basic"] == "yellow"  # basic still awaits attested items
     assert "EV-B-PROD-01" in files["annex.csv"].decode("utf-8-sig")
 
 
@@ -124,8 +133,9 @@ def test_one_flipped_byte_in_each_file_is_named(built: Built, tmp_path: Path) ->
         names = [n for n in z.namelist() if n != ATTESTATION]
         contents = {n: z.read(n) for n in z.namelist()}
     for name in names:
-        data = bytearray(contents[name])
-        data[len(data) // 2] ^= 0x01
+        data = bytearray(contents[name] or b"\n")  # an empty file (no RFC 3161 tokens) gets one byte instead
+        if contents[name]:
+            data[len(data) // 2] ^= 0x01
         bad = tmp_path / "bad.zip"
         _rewrite(built.pack, bad, name, bytes(data))
         f = failing(verify(bad, built.pub))
@@ -231,3 +241,44 @@ def test_cli_exit_codes_and_one_line_errors(built: Built, tmp_path: Path) -> Non
     scope = subprocess.run([*exe, "evidence", "verify", str(built.pack), "--key", str(built.pub), "--raw", str(other)],
                            capture_output=True, text=True, timeout=60)
     assert scope.returncode == 1 and "export lacks devices d2" in scope.stderr and "Traceback" not in scope.stderr
+
+
+def test_verify_runs_without_the_web_stack(built: Built) -> None:
+    code = ("import sys\nfor m in ('fastapi', 'starlette', 'uvicorn', 'psycopg_pool'): sys.modules[m] = None\n"
+            "from pathlib import Path\nfrom api.evidence.verify import verify\n"
+            f"cs = verify(Path({str(built.pack)!r}), Path({str(built.pub)!r}), Path({str(built.raw)!r}))\n"
+            "assert all(c.ok for c in cs), [c.problems for c in cs]\nprint('verified', len(cs))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("verified"), r.stderr
+
+
+def test_ledger_slice_ends_at_the_first_checkpoint_after_the_window(built: Built) -> None:
+    from datetime import UTC, datetime
+
+    from api.evidence.collect import ledger_slice
+    from collector.ledger import seal_hours
+
+    start, end = D.day0(8) - timedelta(days=1), D.day0(8) + timedelta(days=1)
+    with psycopg.connect(built.url, autocommit=True) as conn:
+        before = ledger_slice(conn, ["d1"], start, end)
+        signed = conn.execute("SELECT (heads->'d1'->>'chain_seq')::int FROM ledger_checkpoints "
+                              "ORDER BY created_at LIMIT 1").fetchone()
+        later = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+        conn.execute("INSERT INTO samples (ts, device_id, tag, value) VALUES (%s, 'd1', 'status', 1)", (later,))
+        seal_hours(conn, datetime.now(UTC))
+        after = ledger_slice(conn, ["d1"], start, end)
+    assert signed is not None and before[-1].chain_seq == signed[0]
+    assert after == before  # the entry sealed after the checkpoint is not needed to vouch for the window
+
+
+def test_shift_buckets_round_trip(built: Built, tmp_path: Path) -> None:
+    d0 = D.day0(8)
+    req = PackRequest(built.plant, built.url, "cn-guangdong-proposed", "line-1", d0 + timedelta(days=2),
+                      d0 + timedelta(days=3), built.priv, tmp_path / "shift.zip", bucket="shift",
+                      raw_out=tmp_path / "raw", raw_format="csv")
+    build(req)
+    checks = verify(tmp_path / "shift.zip", built.pub, tmp_path / "raw")
+    assert failing(checks) == {}
+    with zipfile.ZipFile(tmp_path / "shift.zip") as z:
+        rows = json.loads(z.read("kpi_rows.json"))["report"]
+    assert {r["shift_name"] for r in rows} == {"day"} and {r["asset_id"] for r in rows} >= {"line-1", "m1"}

@@ -37,7 +37,8 @@ def kpi_rows(conn: Any, assets: list[str], bucket: str, start: datetime, end: da
              open_ok: bool) -> tuple[list[dict[str, Any]], int]:
     """Rows of `assets` whose bucket starts in [start, end); unless open_ok, only final buckets ending by `end`.
     Returns (rows, rows left out because their bucket was still open when computed)."""
-    rows = conn.execute(f"""SELECT {", ".join(KPI_COLS)} FROM kpi_values
+    cols = ", ".join("provenance::text" if c == "provenance" else c for c in KPI_COLS)
+    rows = conn.execute(f"""SELECT {cols} FROM kpi_values
                             WHERE asset_id = ANY(%s) AND bucket = %s AND bucket_start >= %s AND bucket_start < %s
                             ORDER BY asset_id, kpi, bucket_start""", (assets, bucket, start, end)).fetchall()
     out, left = [], 0
@@ -51,17 +52,31 @@ def kpi_rows(conn: Any, assets: list[str], bucket: str, start: datetime, end: da
 
 
 def ledger_slice(conn: Any, devices: list[str], start: datetime, end: datetime) -> list[LedgerEntry]:
-    """Per device, the consecutive chain entries from the first one sealing an hour in [start, end) to the chain's
-    head now (later revisions of those hours included, and every head a later checkpoint signed)."""
+    """Per device, the consecutive chain entries from the first one sealing an hour in [start, end) up to the head
+    signed by the first checkpoint made after `end` that reaches past the window (or, without one, the chain's
+    head now); later revisions of those hours included, so a checkpoint can vouch for the whole slice."""
     from collector.ledger import ledger_entries
 
+    upto = _first_covering_heads(conn, end)
     out: list[LedgerEntry] = []
     for dev in devices:
         chain = ledger_entries(conn, dev)
         pos = [e.chain_seq for e in chain if start <= e.hour < end]
         if pos:
-            out += [e for e in chain if e.chain_seq >= min(pos)]
+            hi = upto.get(dev, 0)
+            hi = hi if hi >= max(pos) else chain[-1].chain_seq
+            out += [e for e in chain if min(pos) <= e.chain_seq <= hi]
     return out
+
+
+def _first_covering_heads(conn: Any, end: datetime) -> dict[str, int]:
+    """device -> chain position signed by the earliest checkpoint created at or after `end` (empty: none)."""
+    row = conn.execute("SELECT heads FROM ledger_checkpoints WHERE created_at >= %s ORDER BY created_at, id LIMIT 1",
+                       (end,)).fetchone()
+    if row is None:
+        return {}
+    heads = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+    return {str(d): int(h["chain_seq"]) for d, h in heads.items()}
 
 
 def register(conn: Any, cfg: PlantConfig, scope: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -80,12 +95,16 @@ def register(conn: Any, cfg: PlantConfig, scope: str, start: datetime, end: date
 def rows_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """KPI rows as JSON-safe dicts (times ISO 8601 UTC, provenance as an object)."""
     out = []
+    prov: dict[str, Any] = {}  # the few distinct provenance documents, parsed once
+    times: dict[datetime, str] = {}
     for r in rows:
         d = dict(r)
         for k in ("bucket_start", "bucket_end", "computed_at"):
-            if isinstance(d.get(k), datetime):
-                d[k] = d[k].astimezone(UTC).isoformat()
-        if isinstance(d.get("provenance"), str):
-            d["provenance"] = json.loads(d["provenance"])
+            t = d.get(k)
+            if isinstance(t, datetime):
+                d[k] = times.get(t) or times.setdefault(t, t.astimezone(UTC).isoformat())
+        p = d.get("provenance")
+        if isinstance(p, str):
+            d["provenance"] = prov[p] if p in prov else prov.setdefault(p, json.loads(p))
         out.append(d)
     return out

@@ -114,87 +114,120 @@ def _refresh(req: PackRequest, cfg: Any) -> None:
             backfill(req.database_url, cfg, s, e)
 
 
-def build(req: PackRequest) -> dict[str, Any]:
-    """Read, evaluate, sign and write the pack; returns the manifest."""
+@dataclass
+class _Read:
+    """What the pack reads from the database."""
+
+    rows: list[dict[str, Any]]
+    brows: list[dict[str, Any]]
+    left_open: int
+    ex_start: datetime
+    ex_end: datetime
+    devices: list[str]
+    entries: list[Any]
+    checkpoints: list[dict[str, Any]]
+    tokens: list[dict[str, str]]
+    register: list[dict[str, Any]]
+
+
+def _load_plant(req: PackRequest) -> tuple[Any, str]:
+    from core.config import load_config, parse_config
+
+    if req.plant_text is not None:
+        return parse_config(req.plant_text, str(req.config)), req.plant_text
+    return load_config(req.config), req.config.read_text(encoding="utf-8")
+
+
+def _read(req: PackRequest, cfg: Any, machines: list[str], is_machine: bool, key: Any, now: datetime) -> _Read:
+    """KPI rows of both periods, the raw window a recompute needs, its ledger slice, checkpoints, register."""
     import psycopg
 
-    from api.evidence import collect, rawdata, report
-    from api.evidence.carbon import table_version
+    from api.evidence import collect, rawdata
     from api.evidence.checkpoints import make_checkpoint, stored_checkpoints, stored_tokens
-    from api.evidence.rulebook import get
-    from core.config import load_config
+
+    assets = machines if is_machine else [*machines, req.scope]
+    with psycopg.connect(req.database_url, autocommit=True) as conn:
+        rows, left = collect.kpi_rows(conn, assets, req.bucket, req.start, req.end, req.refresh)
+        brows: list[dict[str, Any]] = []
+        if req.baseline_start and req.baseline_end:
+            brows, bleft = collect.kpi_rows(conn, assets, req.bucket, req.baseline_start, req.baseline_end,
+                                            req.refresh)
+            left += bleft
+        last_end = max([req.end, *([req.baseline_end] if req.baseline_end else []),
+                        *(r["bucket_end"] for r in rows + brows)])
+        ex_start = rawdata.floor_hour(min(req.start, req.baseline_start or req.start) - collect.LOOKBACK)
+        ex_end = min(rawdata.ceil_hour(last_end + collect.LOOKAHEAD), rawdata.ceil_hour(now))
+        devices = sorted({m.device for m in cfg.machines() if m.id in machines and m.device})
+        entries = collect.ledger_slice(conn, devices, ex_start, ex_end)
+        make_checkpoint(conn, key, cfg.plant.id, now, req.tsa_url)
+        return _Read(rows, brows, left, ex_start, ex_end, devices, entries, stored_checkpoints(conn, ex_start),
+                     stored_tokens(conn, ex_start), collect.register(conn, cfg, req.scope, req.start, req.end))
+
+
+def _manifest(req: PackRequest, cfg: Any, book: Any, machines: list[str], is_machine: bool, r: _Read,
+              now: datetime) -> dict[str, Any]:
+    from api.evidence.carbon import table_version
     from kpi.catalog import DEFINITION_VERSION
     from kpi.rows import code_version
+
+    def iso(t: datetime | None) -> str | None:
+        return t.astimezone(UTC).isoformat() if t else None
+
+    return {
+        "format": FORMAT, "plant_id": cfg.plant.id, "scope": req.scope, "scope_is_machine": is_machine,
+        "machines": machines, "devices": r.devices, "bucket": req.bucket, "from": iso(req.start), "to": iso(req.end),
+        "baseline_from": iso(req.baseline_start), "baseline_to": iso(req.baseline_end),
+        "kpi_until": iso(req.end) if req.refresh else None,
+        "raw_export": {"from": r.ex_start.isoformat(), "to": r.ex_end.isoformat(), "devices": r.devices,
+                       "command": f"shopfloor export --config PLANT --database-url DB --scope {req.scope} "
+                                  f"--from {r.ex_start.isoformat()} --to {r.ex_end.isoformat()} --out DIR"},
+        "rows_left_out_open_buckets": r.left_open, "created_at": now.isoformat(), "code_version": code_version(),
+        "definition_version": DEFINITION_VERSION, "emission_factor_table": table_version(),
+        "rulebook": {"id": book.rulebook.id, "version": book.rulebook.version,
+                     "sha256": hashlib.sha256(book.text.encode()).hexdigest()},
+        "region": req.region, "min_coverage": req.min_coverage}
+
+
+def build(req: PackRequest) -> dict[str, Any]:
+    """Read, evaluate, sign and write the pack; returns the manifest."""
+    from api.evidence import collect, report
+    from api.evidence.rulebook import get
 
     now = (req.now or datetime.now(UTC)).astimezone(UTC)
     check_windows(req.start, req.end, req.baseline_start, req.baseline_end, now)
     if req.bucket not in ("hour", "shift", "day"):
         raise ShopfloorError(f"--bucket {req.bucket!r}: use hour, shift or day")
-    if req.plant_text is not None:
-        from core.config import parse_config
-
-        cfg, plant_text = parse_config(req.plant_text, str(req.config)), req.plant_text
-    else:
-        cfg, plant_text = load_config(req.config), req.config.read_text(encoding="utf-8")
+    cfg, plant_text = _load_plant(req)
     book = get(req.rulebook, req.rulebook_dirs)
     key = load_private(req.key)
     machines, is_machine = collect.scope_assets(cfg, req.scope)
     atts, att_files = _attestations(req.attestations)
     if req.refresh:
         _refresh(req, cfg)
-    starts = [req.start] + ([req.baseline_start] if req.baseline_start else [])
-    ends = [req.end] + ([req.baseline_end] if req.baseline_end else [])
-    with psycopg.connect(req.database_url, autocommit=True) as conn:
-        rows, left = collect.kpi_rows(conn, [*machines, req.scope] if not is_machine else machines, req.bucket,
-                                      req.start, req.end, req.refresh)
-        brows: list[dict[str, Any]] = []
-        if req.baseline_start and req.baseline_end:
-            brows, bleft = collect.kpi_rows(conn, [*machines, req.scope] if not is_machine else machines,
-                                            req.bucket, req.baseline_start, req.baseline_end, req.refresh)
-            left += bleft
-        last_end = max([*ends, *(r["bucket_end"] for r in rows + brows)])
-        ex_start = rawdata.floor_hour(min(starts) - collect.LOOKBACK)
-        ex_end = min(rawdata.ceil_hour(last_end + collect.LOOKAHEAD), rawdata.ceil_hour(now))
-        devices = sorted({m.device for m in cfg.machines() if m.id in machines and m.device})
-        entries = collect.ledger_slice(conn, devices, ex_start, ex_end)
-        make_checkpoint(conn, key, cfg.plant.id, now, req.tsa_url)
-        checkpoints, tokens = stored_checkpoints(conn, ex_start), stored_tokens(conn, ex_start)
-        reg = collect.register(conn, cfg, req.scope, req.start, req.end)
+    r = _read(req, cfg, machines, is_machine, key, now)
     if req.raw_out is not None:
         from api.export import export_scope
 
-        export_scope(req.database_url, cfg, req.scope, ex_start, ex_end, req.raw_out, req.raw_format)
-    rows_j, brows_j = collect.rows_json(rows), collect.rows_json(brows)
-    manifest = {
-        "format": FORMAT, "plant_id": cfg.plant.id, "scope": req.scope, "scope_is_machine": is_machine,
-        "machines": machines, "devices": devices, "bucket": req.bucket,
-        "from": req.start.astimezone(UTC).isoformat(), "to": req.end.astimezone(UTC).isoformat(),
-        "baseline_from": req.baseline_start.astimezone(UTC).isoformat() if req.baseline_start else None,
-        "baseline_to": req.baseline_end.astimezone(UTC).isoformat() if req.baseline_end else None,
-        "kpi_until": req.end.astimezone(UTC).isoformat() if req.refresh else None,
-        "raw_export": {"from": ex_start.isoformat(), "to": ex_end.isoformat(), "devices": devices,
-                       "command": f"shopfloor export --config PLANT --database-url DB --scope {req.scope} "
-                                  f"--from {ex_start.isoformat()} --to {ex_end.isoformat()} --out DIR"},
-        "rows_left_out_open_buckets": left, "created_at": now.isoformat(), "code_version": code_version(),
-        "definition_version": DEFINITION_VERSION, "emission_factor_table": table_version(),
-        "rulebook": {"id": book.rulebook.id, "version": book.rulebook.version,
-                     "sha256": hashlib.sha256(book.text.encode()).hexdigest()},
-        "region": req.region, "min_coverage": req.min_coverage}
+        export_scope(req.database_url, cfg, req.scope, r.ex_start, r.ex_end, req.raw_out, req.raw_format)
+    rows_j, brows_j = collect.rows_json(r.rows), collect.rows_json(r.brows)
+    manifest = _manifest(req, cfg, book, machines, is_machine, r, now)
     ev, carbon, rates = evaluation(book.rulebook, manifest, rows_j, brows_j, atts, cfg.plant.emission_factor_kg_per_kwh)
     files: dict[str, bytes] = {
         "manifest.json": dumps(manifest), "evaluation.json": dumps(ev), "rates.json": dumps(rates),
-        "carbon.json": dumps(carbon), "attestations.json": dumps(atts), "kpi_rows.json": dumps({"report": rows_j, "baseline": brows_j}),
-        "rulebook.yaml": book.text.encode(), "plant.yaml": plant_text.encode(), "register.json": dumps(reg),
+        "carbon.json": dumps(carbon), "attestations.json": dumps(atts),
+        "kpi_rows.json": dumps({"report": rows_j, "baseline": brows_j}),
+        "rulebook.yaml": book.text.encode(), "plant.yaml": plant_text.encode(), "register.json": dumps(r.register),
         "version.json": dumps({k: manifest[k] for k in ("code_version", "definition_version",
                                                          "emission_factor_table", "rulebook")}),
-        "ledger/entries.csv": _ledger_csv(entries),
-        "ledger/checkpoints.jsonl": "".join(json.dumps(c, sort_keys=True) + "\n" for c in checkpoints).encode(),
-        "ledger/timestamps.jsonl": "".join(json.dumps(t, sort_keys=True) + "\n" for t in tokens).encode(),
+        "ledger/entries.csv": _ledger_csv(r.entries),
+        "ledger/checkpoints.jsonl": "".join(json.dumps(c, sort_keys=True) + "\n" for c in r.checkpoints).encode(),
+        "ledger/timestamps.jsonl": "".join(json.dumps(t, sort_keys=True) + "\n" for t in r.tokens).encode(),
         "kpi_values.kpiml.xml": report.kpiml_values(rows_j + brows_j).encode(),
         "annex.csv": report.annex_csv(ev).encode("utf-8-sig"),
         "report.html": report.report_html(ev, manifest, carbon).encode(), **att_files}
     write_zip(req.out, files, statement(files, summary(ev, manifest)), key)
-    log.info("event=evidence_pack out=%s rows=%d ledger_entries=%d", req.out, len(rows_j) + len(brows_j), len(entries))
+    log.info("event=evidence_pack out=%s rows=%d ledger_entries=%d", req.out, len(rows_j) + len(brows_j),
+             len(r.entries))
     return manifest
 
 

@@ -109,21 +109,22 @@ class Loaded:
 
 def parse_rulebook(text: str, filename: str) -> Rulebook:
     """Validate one rulebook's YAML text; errors read 'FILE:LINE: FIELD: what is wrong'."""
+    fast = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(text, Loader=fast)  # noqa: S506 - a safe loader (libyaml when present)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(f"{filename}:{mark.line + 1 if mark else 1}: YAML syntax error: "
                           f"{getattr(exc, 'problem', None) or exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("rulebook"), dict):
         raise ConfigError(f"{filename}:1: rulebook: the file must hold one mapping under the key 'rulebook'")
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        _compose_lines(node, (), lines)
     try:
         return Rulebook.model_validate(data["rulebook"])
     except ValidationError as exc:
+        lines: dict[tuple[Any, ...], int] = {}  # line numbers only when there is something to point at
+        node = yaml.compose(text, Loader=_LineLoader)
+        if node is not None:
+            _compose_lines(node, (), lines)
         msgs = []
         for err in exc.errors():
             loc = ("rulebook", *(p for p in err["loc"] if not (isinstance(p, str) and "[" in p)))

@@ -159,9 +159,9 @@ def check_raw(pack: Pack, manifest: dict[str, Any], raw: Path, entries: list[Any
     return rawc, kpic
 
 
-def _key(asset: str, kpi: str, bucket: str, bs: Any) -> tuple[str, str, str, str]:
+def _key(asset: str, kpi: str, bucket: str, bs: Any, shift: str | None) -> tuple[str, str, str, str, str]:
     t = datetime.fromisoformat(bs) if isinstance(bs, str) else bs
-    return asset, kpi, bucket, t.astimezone(UTC).isoformat()
+    return asset, kpi, bucket, t.astimezone(UTC).isoformat(), shift or ""
 
 
 def recompute_check(pack: Pack, manifest: dict[str, Any], exp: Any, export_end: datetime) -> tuple[list[str], str]:
@@ -172,7 +172,7 @@ def recompute_check(pack: Pack, manifest: dict[str, Any], exp: Any, export_end: 
     src = RowsSource.from_rows(exp.samples, exp.status)
     until = datetime.fromisoformat(manifest["kpi_until"]) if manifest["kpi_until"] else export_end
     rows = pack.json("kpi_rows.json")
-    got: dict[tuple[str, str, str, str], Any] = {}
+    got: dict[tuple[str, str, str, str, str], Any] = {}
     windows = [("report", manifest["from"], manifest["to"])]
     if manifest["baseline_from"]:
         windows.append(("baseline", manifest["baseline_from"], manifest["baseline_to"]))
@@ -180,16 +180,16 @@ def recompute_check(pack: Pack, manifest: dict[str, Any], exp: Any, export_end: 
         mrows = [r for r in recompute(src, cfg, manifest["machines"], datetime.fromisoformat(s),
                                       datetime.fromisoformat(e), until) if r[1] == manifest["bucket"]]
         for r in mrows:
-            got[_key(r[2], r[3], r[1], r[0])] = r
+            got[_key(r[2], r[3], r[1], r[0], r[7])] = r
         if not manifest["scope_is_machine"]:
             for r in rollup_rows(cfg, mrows, manifest["scope"], until):
-                got[_key(r[2], r[3], r[1], r[0])] = r
+                got[_key(r[2], r[3], r[1], r[0], r[7])] = r
     problems = []
     n = 0
     for name, _, _ in windows:
         for r in rows[name]:
             n += 1
-            mine = got.get(_key(r["asset_id"], r["kpi"], r["bucket"], r["bucket_start"]))
+            mine = got.get(_key(r["asset_id"], r["kpi"], r["bucket"], r["bucket_start"], r["shift_name"]))
             where = f"KPI {r['kpi']} of {r['asset_id']} {r['bucket']} {r['bucket_start']}"
             if mine is None:
                 problems.append(f"{where}: not recomputed from the raw rows (no data for it in the export)")
