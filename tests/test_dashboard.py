@@ -194,3 +194,43 @@ def test_tier_readiness_matches_the_evidence_evaluation_and_the_button_follows_t
     assert button and json.loads(button.group(1).replace("&#34;", '"'))["rulebook"] == "cn-guangdong-proposed"
     r = client.get("/tiers?lang=en&rulebook=nope")
     assert r.status_code == 400 and "unknown rulebook" in r.text
+
+
+def test_manager_gives_a_downtime_reason_kept_append_only_chained_and_served_by_the_api(
+        client: TestClient, env: Env) -> None:
+    from api import operator
+
+    losses = f"/losses?lang=en&scope=m1&day=2024-03-01&{PERIOD}"
+    page = signed_in(client, env, "viewer").get(losses).text
+    assert 'data-asset="m1" data-start="2024-03-01T10:00:00+00:00"' in page and "reason-form" not in page
+    refused = client.post("/losses/reason", data={"asset_id": "m1", "event_start": "2024-03-01T10:00:00+00:00",
+                                                  "event_end": "2024-03-01T11:00:00+00:00",
+                                                  "reason_code": "material", "note": "no coil"})
+    assert refused.status_code == 400 and "needs the manager role" in refused.text
+    signed_in(client, env, "manager")
+    form = {"asset_id": "m1", "event_start": "2024-03-01T10:00:00+00:00", "event_end": "2024-03-01T11:00:00+00:00",
+            "reason_code": "breakdown.mechanical", "note": "bearing", "back": losses}
+    assert client.post("/losses/reason", data=form).status_code == 303
+    bad = client.post("/losses/reason", data={**form, "reason_code": "coffee"})
+    assert bad.status_code == 400 and "unknown reason" in bad.text
+    r = client.post("/losses/reason", data={**form, "reason_code": "material", "note": "coil was late, not the bearing"})
+    assert r.status_code == 303 and r.headers["location"] == losses
+    page = client.get(losses).text
+    assert re.search(r'data-start="2024-03-01T10:00:00\+00:00">.*?Material shortage', page, re.S)
+    by_reason = chart(page, "ls-reasons")
+    assert by_reason[0][0] == "Material shortage" and by_reason[0][1] == pytest.approx(3600.0)
+    api = client.get(f"/api/v1/operator-entries?scope=line-1&{PERIOD}",
+                     headers={"Authorization": f"Bearer {env.tokens['viewer']}"}).json()
+    assert [(e["reason_code"], e["author"], e["note"]) for e in api["entries"]] == \
+        [("breakdown.mechanical", "manager", "bearing"), ("material", "manager", "coil was late, not the bearing")]
+    assert api["entries"][1]["prev_hash"] == api["entries"][0]["entry_hash"]
+    with psycopg.connect(env.url, autocommit=True) as conn:
+        assert operator.verify_chain(conn) == []
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE operator_entries SET reason_code = 'other'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM operator_entries")
+    post = client.post("/api/v1/operator-entries", json={**{k: form[k] for k in ("asset_id", "event_start",
+                       "event_end", "reason_code")}, "note": "x"},
+                       headers={"Authorization": f"Bearer {env.tokens['viewer']}"})
+    assert post.status_code == 403

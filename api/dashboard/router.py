@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 PAGES = ("glance", "networking", "trends", "losses", "quality", "tiers")
 PATHS = {"glance": "/", "networking": "/networking", "trends": "/trends", "losses": "/losses",
          "quality": "/quality", "tiers": "/tiers"}
+ENTRY_ROLES = ("manager", "admin")  # who may give downtime reasons (as POST /api/v1/operator-entries)
 CHART_PAGES = ("networking", "trends", "losses")
 STATE_KEYS = ("lang", "scope", "period", "bucket", "day", "from", "to", "rulebook", "baseline_from", "baseline_to")
 YEAR_S = 365 * 24 * 3600
@@ -43,6 +44,7 @@ class Viewer:
     scope: str | None = None
     period_from: datetime | None = None  # a certifier token's period: views outside it are refused
     period_to: datetime | None = None
+    token_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,16 @@ def build_router(hooks: Hooks) -> APIRouter:
         resp = RedirectResponse("/signin", status_code=303)
         resp.delete_cookie(hooks.cookie_name(request), path="/")
         return resp
+
+    @router.post("/losses/reason", response_class=HTMLResponse)
+    async def reason(request: Request, asset_id: str = Form(...), event_start: str = Form(...),
+                     event_end: str = Form(...), reason_code: str = Form(...), note: str = Form(""),
+                     back: str = Form("/losses")) -> Response:
+        viewer = await hooks.viewer(request)
+        if viewer is None:
+            return RedirectResponse("/signin", status_code=303)
+        return await run_in_threadpool(_reason, request, hooks, viewer, _safe_next(back), asset_id, event_start,
+                                       event_end, reason_code, note)
 
     def page(name: str) -> Callable[..., Awaitable[Response]]:
         async def handler(request: Request) -> Response:
@@ -212,7 +224,7 @@ def _view(conn: psycopg.Connection[Any], cfg: PlantConfig, viewer: Viewer, page:
     elif page == "losses":
         day = V.day_start(cfg, state.get("day"), now)
         state["day"] = day.strftime("%Y-%m-%d")
-        out.update(V.losses(conn, cfg, scope, start, end, day, now))
+        out.update(V.losses(conn, cfg, scope, start, end, day, now, lang), may_enter=viewer.role in ENTRY_ROLES)
     elif page == "tiers":
         from api.dashboard import tiers
 
@@ -225,6 +237,31 @@ def _view(conn: psycopg.Connection[Any], cfg: PlantConfig, viewer: Viewer, page:
     else:
         out.update(V.quality(conn, cfg, start, end))
     return out
+
+
+def _reason(request: Request, hooks: Hooks, viewer: Viewer, back: str, asset_id: str, event_start: str,
+            event_end: str, reason_code: str, note: str) -> Response:
+    """Record a downtime reason given in the losses page, then show the page again (or one line saying why not)."""
+    from api import operator
+
+    lang = _lang(request)
+    cfg = hooks.plant(request)
+    try:
+        if viewer.role not in ENTRY_ROLES:
+            raise V.ViewError(f"giving downtime reasons needs the manager role; this sign-in has the {viewer.role} role")
+        if viewer.scope and asset_id != viewer.scope and asset_id not in _below(cfg, viewer.scope):
+            raise V.ViewError(f"{asset_id!r} is outside what this sign-in may see ({viewer.scope})")
+        t0, t1 = V.explicit_window(event_start, event_end, utcnow(), 400)
+        with hooks.connect(request) as conn:
+            operator.record(conn, cfg, author=viewer.name, role=viewer.role, token_id=viewer.token_id, asset_id=asset_id,
+                            event_start=t0, event_end=t1, reason_code=reason_code, note=note)
+    except (V.ViewError, operator.OperatorInputError) as exc:
+        ctx = _base(request, lang, viewer, "losses")
+        ctx.update(plant=cfg, error=str(exc), ltime=lambda ts, fmt="": local_time(ts, cfg.plant.timezone))
+        return _page_response(request, lang, render("error.html", **ctx), 400)
+    log.info("event=downtime_reason machine=%s start=%s reason=%s by=%s", asset_id, event_start, reason_code,
+             viewer.name)
+    return RedirectResponse(back, status_code=303)
 
 
 def _below(cfg: PlantConfig, asset: str) -> set[str]:

@@ -159,7 +159,7 @@ def trends(conn: psycopg.Connection[Any], cfg: PlantConfig, asset: str, bucket: 
 
 
 def losses(conn: psycopg.Connection[Any], cfg: PlantConfig, scope: str, start: datetime, end: datetime,
-           day: datetime, now: datetime, max_machines: int = 60) -> dict[str, Any]:
+           day: datetime, now: datetime, lang: str, max_machines: int = 60) -> dict[str, Any]:
     """Downtime Pareto for the scope over the period (time without data apart: it is not a stop), and every
     machine's state timeline for one local day, up to now."""
     totals = D.loss_totals(conn, scope, start, end)
@@ -171,10 +171,39 @@ def losses(conn: psycopg.Connection[Any], cfg: PlantConfig, scope: str, start: d
         rows.append({"machine": m.id, "intervals": [
             [i.start.isoformat(), i.end.isoformat(), i.state]
             for i in D.state_timeline(conn, cfg, m, day, min(day_end, now)) if i.state != "unknown"]})
-    return {"pareto": D.pareto(totals), "no_data_s": no_data, "machines_shown": len(rows),
-            "machines_total": len(machines),
-            "timeline": {"machines": [r["machine"] for r in rows], "rows": rows,
-                         "start": day.isoformat(), "end": day_end.isoformat()}}
+    out = {"pareto": D.pareto(totals), "no_data_s": no_data, "machines_shown": len(rows),
+           "machines_total": len(machines),
+           "timeline": {"machines": [r["machine"] for r in rows], "rows": rows,
+                        "start": day.isoformat(), "end": day_end.isoformat()}}
+    out.update(_reasons(conn, cfg, [m.id for m in machines], rows, totals.get("down_time_s", 0.0), start, end,
+                        day, day_end, lang))
+    return out
+
+
+def _reasons(conn: psycopg.Connection[Any], cfg: PlantConfig, machines: list[str], rows: list[dict[str, Any]],
+             down_s: float, start: datetime, end: datetime, day: datetime, day_end: datetime,
+             lang: str) -> dict[str, Any]:
+    """The day's downtime events with their current reason, and the period's downtime by reason (Pareto)."""
+    from api import operator
+
+    choices = operator.reasons(cfg)
+    label = {r.code: (r.name_zh if lang == "zh" else r.name_en) for r in choices}
+    day_entries = operator.current(operator.read(conn, day, day_end, machines))
+    events = []
+    for r in rows:
+        for a, b, state in r["intervals"]:
+            if state == "down":
+                t0, t1 = datetime.fromisoformat(a), datetime.fromisoformat(b)
+                events.append({"machine": r["machine"], "start": t0, "end": t1, "seconds": (t1 - t0).total_seconds(),
+                               "entry": day_entries.get((r["machine"], t0))})
+    by_reason: dict[str, float] = {}
+    for e in operator.current(operator.read(conn, start, end, machines)).values():
+        name = label.get(e["reason_code"], e["reason_code"])
+        by_reason[name] = by_reason.get(name, 0.0) + (e["event_end"] - e["event_start"]).total_seconds()
+    if by_reason:
+        by_reason["unassigned"] = max(down_s - sum(by_reason.values()), 0.0)
+    return {"events": events[:200], "reason_choices": choices, "reason_label": label,
+            "reason_pareto": D.pareto(by_reason)}
 
 
 def day_start(cfg: PlantConfig, day: str | None, now: datetime) -> datetime:

@@ -41,7 +41,7 @@ def _connect(request: Request) -> Iterator[psycopg.Connection[Any]]:
 
 
 def _viewer(p: Principal) -> Viewer:
-    return Viewer(p.name or f"token {p.token_id}", p.role, p.scope, p.period_from, p.period_to)
+    return Viewer(p.name or f"token {p.token_id}", p.role, p.scope, p.period_from, p.period_to, p.token_id)
 
 
 async def _check(request: Request, token: str) -> Viewer | None:

@@ -74,7 +74,7 @@
       animation: false,
       tooltip: { trigger: "axis" },
       legend: { top: 0 },
-      xAxis: { type: "category", data: data.map(function (d) { return t["loss_" + d[0]] || d[0]; }) },
+      xAxis: { type: "category", data: data.map(function (d) { return t["loss_" + d[0]] || t["ls_" + d[0]] || d[0]; }) },
       yAxis: [{ type: "value", name: unitName }, { type: "value", min: 0, max: 1, axisLabel: { formatter: pct } }],
       series: [
         { name: unitName, type: "bar", data: data.map(function (d) { return +(d[1] / unit).toFixed(2); }) },
