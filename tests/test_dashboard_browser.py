@@ -7,6 +7,7 @@ One stack per database flavour serves every test of this module.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -32,7 +33,8 @@ I18N = Path(__file__).resolve().parents[1] / "api" / "dashboard" / "i18n"
 def _chromium() -> str:
     path = chromium_path()
     if path is None and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=600)
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+            subprocess.run(cmd, capture_output=True, timeout=600, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
         path = chromium_path()
     if path is None:
         pytest.skip("no Chromium: /usr/bin/chromium is absent and `apt-get install chromium` did not install it")

@@ -39,7 +39,7 @@ KPIS = ("oee", "availability", "performance", "quality", "scrap_ratio", "energy_
         "co2_per_good_unit_kg", "produced_quantity", "scrap_quantity", "good_quantity", "down_time_s",
         "idle_time_s", "setup_time_s", "planned_stop_time_s", "micro_stop_time_s", "no_data_time_s")
 PAGES = ("/", "/networking?period=30d", "/trends?period=30d&bucket=hour", "/losses?period=30d",
-         "/quality?period=24h")
+         "/quality?period=24h", "/tiers?period=30d")
 DRAWN = "() => [...document.querySelectorAll('[data-chart]')].every(e => e.dataset.drawn === '1')"
 
 
@@ -61,27 +61,28 @@ def plant(machines: int) -> dict[str, Any]:
 
 
 def load(url: str, cfg: Any, days: int, now: datetime) -> int:
-    """Hourly, shift and day KPI rows for every asset over `days` ending now, and a day of state samples."""
+    """Closed hourly, shift and day KPI rows for every asset over `days` before now, and a day of state samples."""
     rng = np.random.default_rng(7)
     assets = [cfg.plant.id] + [a.id for a, _ in cfg.iter_assets()]
     end = now.replace(minute=0, second=0, microsecond=0)
-    buckets: list[tuple[str, datetime, str | None]] = [("hour", end - timedelta(hours=h), None)
-                                                       for h in range(days * 24)]
-    for d in range(days + 1):
+    hour, half, whole = timedelta(hours=1), timedelta(hours=12), timedelta(days=1)
+    buckets: list[tuple[str, datetime, datetime, str | None]] = [
+        ("hour", end - h * hour, end - h * hour + hour, None) for h in range(1, days * 24 + 1)]
+    for d in range(1, days + 1):
         day = (end - timedelta(days=d)).replace(hour=0)
-        buckets += [("day", day, None), ("shift", day + timedelta(hours=8), "day"),
-                    ("shift", day + timedelta(hours=20), "night")]
+        buckets += [("day", day, day + whole, None), ("shift", day + timedelta(hours=8), day + 8 * hour + half, "day"),
+                    ("shift", day + timedelta(hours=20), day + 20 * hour + half, "night")]
     n = 0
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        with cur.copy("COPY kpi_values (bucket_start, bucket, asset_id, kpi, value, null_reason, shift_name) "
-                      "FROM STDIN") as cp:
+        with cur.copy("COPY kpi_values (bucket_start, bucket_end, bucket, asset_id, kpi, value, null_reason, "
+                      "shift_name) FROM STDIN") as cp:
             for asset in assets:
                 values = rng.uniform(0.3, 0.98, size=(len(buckets), len(KPIS)))
                 gaps = rng.random(len(buckets)) < 0.02
-                for j, (kind, start, shift) in enumerate(buckets):
+                for j, (kind, start, stop, shift) in enumerate(buckets):
                     for k, kpi in enumerate(KPIS):
                         v = None if gaps[j] else float(values[j, k]) * (3600 if kpi.endswith("_s") else 1)
-                        cp.write_row((start, kind, asset, kpi, v, "no machine data in bucket (coverage 0)"
+                        cp.write_row((start, stop, kind, asset, kpi, v, "no machine data in bucket (coverage 0)"
                                       if v is None else None, shift))
                         n += 1
         with cur.copy("COPY samples (ts, device_id, tag, value) FROM STDIN") as cp:
