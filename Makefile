@@ -42,7 +42,9 @@ bench: venv
 	$(BIN)/python benchmarks/bench_modbus.py
 	$(BIN)/python benchmarks/bench_opcua.py
 	$(BIN)/python benchmarks/kpi/bench_kernels.py --scale 0.1
+	$(BIN)/python benchmarks/api/bench_api.py --interval-s 30 --seconds 5
 	$(BIN)/python benchmarks/evidence/bench_evidence.py --days 1 --machines 100
+	$(BIN)/python benchmarks/dashboard/bench_dashboard.py --repeat 1
 
 vendor:
 	bash api/dashboard/vendor.sh
