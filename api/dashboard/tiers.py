@@ -35,10 +35,10 @@ def readiness(conn: psycopg.Connection[Any], cfg: PlantConfig, rulebook_id: str 
     rid = rulebook_id or next(iter(sorted(books)), None)
     if rid not in books:
         raise ViewError(f"unknown rulebook {rulebook_id!r}: choose one of {', '.join(sorted(books))}")
-    machines, is_machine = collect.scope_assets(cfg, scope)
-    assets = machines if is_machine else [*machines, scope]
-    rows, _ = collect.kpi_rows(conn, assets, bucket, start, end, False)
-    brows = collect.kpi_rows(conn, assets, bucket, *baseline, False)[0] if baseline else []
+    _, is_machine = collect.scope_assets(cfg, scope)
+    # the evaluation reads only the scope's own rows (its roll-up); a pack also carries the machines' rows
+    rows, _ = collect.kpi_rows(conn, [scope], bucket, start, end, False)
+    brows = collect.kpi_rows(conn, [scope], bucket, *baseline, False)[0] if baseline else []
     iso = [None if t is None else t.astimezone(UTC).isoformat() for t in (start, end, *(baseline or (None, None)))]
     manifest = {"scope": scope, "scope_is_machine": is_machine, "bucket": bucket, "from": iso[0], "to": iso[1],
                 "baseline_from": iso[2], "baseline_to": iso[3], "region": "national", "min_coverage": 0.9}
