@@ -124,6 +124,8 @@ def test_oee_shown_equals_the_stored_value(page: Any, stack: LiveStack) -> None:
 
     day_start = current_windows(stack.cfg, utcnow())["day"][0]
     assets = [stack.cfg.plant.id, "sim-line-1", "press-01", "cnc-01"]
+    _wait(lambda: all(_stored(stack.database_url, a, "day", day_start) is not None for a in assets), 60,
+          "the KPI job has stored today's OEE for the plant, the line and two machines")
     for _ in range(10):  # the KPI job rewrites the open bucket: compare when no run landed during the render
         before = {a: _stored(stack.database_url, a, "day", day_start) for a in assets}
         page.reload()
@@ -176,11 +178,15 @@ def _q(s: str | None) -> str:
 
 
 def _labels(lang: str) -> dict[str, str]:
-    """The page labels of a language: the message catalog and the KPI names of the KPI catalog."""
+    """The page labels of a language: the message catalog, the KPI names and the built-in downtime reasons."""
+    from api.operator import DEFAULT_REASONS, reasons
+    from core.plant import Plant, PlantConfig
     from kpi.catalog import CATALOG
 
     out = dict(json.loads((I18N / f"{lang}.json").read_text("utf-8")))
     out.update({f"kpi:{k.id}": k.name_zh if lang == "zh" else k.name_en for k in CATALOG})
+    tree = reasons(PlantConfig(plant=Plant(id="p"), downtime_reasons=DEFAULT_REASONS))
+    out.update({f"reason:{r.code}": r.name_zh if lang == "zh" else r.name_en for r in tree})
     return out
 
 
