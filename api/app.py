@@ -62,7 +62,8 @@ def create_app(settings: Settings, plant: PlantConfig | None = None) -> FastAPI:
             stage_pool.close()
             await pool.close()
 
-    app = FastAPI(title="Shopfloor API", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="Shopfloor API", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None,  # served by routes/docs.py, behind the token like everything else
                   description="Assets, samples, KPIs, networking rate and exports of one plant. "
                               "Send `Authorization: Bearer <token>`; roles viewer, manager, certifier, admin.")
     app.state.settings, app.state.plant = settings, plant

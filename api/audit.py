@@ -27,6 +27,12 @@ async def record(conn: psycopg.AsyncConnection[Any], event: Event, *, token_id: 
         (event, token_id, role, method, path[:500], query[:2000], status, detail[:1000], client[:100]))
 
 
+def record_cli(conn: psycopg.Connection[Any], event: Event, command: str, detail: str = "") -> None:
+    """Append one audit row for a command-line action (e.g. `shopfloor export`), from a sync connection."""
+    conn.execute("""INSERT INTO api_audit (event, role, method, path, detail) VALUES (%s, 'cli', 'CLI', %s, %s)""",
+                 (event, command[:500], detail[:1000]))
+
+
 async def read(conn: psycopg.AsyncConnection[Any], start: datetime, end: datetime, event: str | None = None,
                limit: int = 1000) -> list[dict[str, Any]]:
     """Audit rows with ts in [start, end), newest first, at most `limit`."""

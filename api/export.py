@@ -131,4 +131,16 @@ def export_scope(url: str, cfg: PlantConfig, scope: str | None, start: datetime,
                 "exported": {"from": hour_iso(s), "to": hour_iso(e)}, "format": fmt, "files": files,
                 "created_at": datetime.now(UTC).isoformat()}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    _audit(url, manifest, out_dir)
     return manifest
+
+
+def _audit(url: str, manifest: dict[str, Any], out_dir: Path) -> None:
+    """Every export is in the audit log (the table exists once the API's migrations ran)."""
+    from api.audit import record_cli
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('public.api_audit')").fetchone() == (None,):
+            return
+        record_cli(conn, "export", f"export scope={manifest['scope']} from={manifest['exported']['from']} "
+                                   f"to={manifest['exported']['to']} format={manifest['format']}", str(out_dir))

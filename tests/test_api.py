@@ -61,6 +61,8 @@ CALLERS = ("viewer", "manager", "certifier", "admin", None, "certifier_expired",
            "certifier_other_line", "certifier_old_period")
 MATRIX: list[tuple[str, tuple[int, ...]]] = [
     ("/healthz", (200, 200, 200, 200, 200, 200, 200, 200, 200)),
+    ("/openapi.json", (200, 200, 200, 200, 401, 401, 401, 200, 200)),
+    ("/docs", (200, 200, 200, 200, 401, 401, 401, 200, 200)),
     ("/api/v1/assets", (200, 200, 200, 200, 401, 401, 401, 200, 200)),
     ("/api/v1/kpis/catalog", (200, 200, 200, 200, 401, 401, 401, 200, 200)),
     (f"/api/v1/kpis?asset=line-1&kpi=oee&bucket=hour&{PERIOD}", (200, 200, 200, 200, 401, 401, 401, 403, 403)),
@@ -240,8 +242,10 @@ def test_scope_export_writes_samples_status_and_covering_ledger(env: Env, tmp_pa
     for e in ledger:  # every covered hour recomputes from the exported rows alone
         hour = [(r[0], r[2], r[3], r[4], r[5]) for r in rows if e["hour"] <= r[0] < e["hour"] + timedelta(hours=1)]
         assert rows_digest(sorted(hour, key=lambda x: (x[1], x[0]))) == (e["row_count"], e["rows_sha256"])
+    before = audit_counts(env.url)["export"]
     manifest = export_scope(env.url, env.cfg, "line-2", DAY, END, tmp_path / "csv", fmt="csv")
     assert [f["rows"] for f in manifest["files"]] == [73, 2, 7]
+    assert audit_counts(env.url)["export"] == before + 1
 
 
 def test_generated_requests_from_the_openapi_schema_never_get_a_5xx(client: TestClient, env: Env) -> None:
@@ -249,8 +253,9 @@ def test_generated_requests_from_the_openapi_schema_never_get_a_5xx(client: Test
     import schemathesis
     from hypothesis import HealthCheck, given, settings
 
-    schema = schemathesis.openapi.from_dict(client.get("/openapi.json").json())  # from_asgi would rerun the lifespan
     admin = {"Authorization": f"Bearer {env.tokens['admin']}"}
+    schema = schemathesis.openapi.from_dict(client.get("/openapi.json", headers=admin).json())  # not from_asgi:
+    # that would run the app's lifespan a second time
     seen: dict[int, int] = {}
     for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
 
@@ -279,6 +284,12 @@ def test_columns_added_to_kpi_values_later_pass_through_as_extra(env: Env) -> No
             assert r.text.splitlines()[0].endswith("extra")
             assert c.get(f"/api/v1/kpis?asset=m1&kpi=oee&bucket=day&{PERIOD}", headers=admin).json()[0]["extra"] == \
                 {"data_quality_test": "ok"}
+            import pyarrow.parquet as pq
+
+            r = c.get(f"/api/v1/kpis?asset=m1&kpi=oee,availability&bucket=hour&format=parquet&{PERIOD}", headers=admin)
+            rows = pq.read_table(io.BytesIO(r.content)).to_pylist()
+            assert len(rows) == 48 and rows[0]["kpi"] == "availability" and rows[0]["extra"] == '{"data_quality_test": "ok"}'
+
     finally:
         with psycopg.connect(env.url, autocommit=True) as conn:
             conn.execute("ALTER TABLE kpi_values DROP COLUMN data_quality_test")

@@ -12,7 +12,8 @@ import typer
 
 from shopfloor.cli.common import ConfigOpt, DbOpt, LogOpt, fail, load, need, parse_time, setup_logging
 
-api_app = typer.Typer(help="HTTP API (FastAPI): KPIs, networking rate, exports; tokens with roles.",
+api_app = typer.Typer(help="Serve the HTTP API (FastAPI; OpenAPI at /docs): assets, samples, KPIs, networking "
+                           "rate, exports. `shopfloor api token ...` manages the tokens it accepts.",
                       invoke_without_command=True)
 token_app = typer.Typer(help="Create, revoke and list API tokens (stored only as SHA-256 hashes).",
                         no_args_is_help=True)
@@ -40,6 +41,7 @@ def api_serve(ctx: typer.Context, config: ConfigOpt = None, database_url: DbOpt 
 
     cfg = load(config)
     url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
+    _connect(url).close()  # one clear line now, rather than pool warnings later: reachable and migrated
     settings = Settings(database_url=url, config_path=Path(str(config)), auth=not no_auth)
     app = create_app(settings, cfg)
     if no_auth:
