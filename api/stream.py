@@ -6,7 +6,7 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from starlette.responses import StreamingResponse
@@ -19,7 +19,7 @@ Row = dict[str, Any]
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | date):  # kpi_values.bucket_date is a date
         return value.isoformat()
     raise TypeError(f"cannot encode {type(value).__name__}")
 

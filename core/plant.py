@@ -75,6 +75,11 @@ class Shift(Model):
 class SignalRef(Model):
     tag: str = Field(min_length=1)
     map: dict[int | str, State] | None = None
+    # counters only (kpi/README.md "Counters"): the value at which the counter wraps to 0 (overrides the width
+    # the tag type declares), and when a drop is a reset: new value <= reset_ratio x previous, or < reset_below
+    rollover: float | None = Field(default=None, gt=0)
+    reset_ratio: float | None = Field(default=None, ge=0, lt=1)
+    reset_below: float | None = Field(default=None, ge=0)
 
 
 class Signals(Model):
@@ -85,6 +90,13 @@ class Signals(Model):
     rework_count: SignalRef | None = None
     energy_kwh: SignalRef | None = None
     power_kw: SignalRef | None = None
+
+    @model_validator(mode="after")
+    def _counter_keys(self) -> Signals:
+        st = self.state
+        if st is not None and (st.rollover, st.reset_ratio, st.reset_below) != (None, None, None):
+            raise ValueError("state: rollover / reset_ratio / reset_below apply to counters, not to the state")
+        return self
 
 
 class Asset(Model):
@@ -147,7 +159,9 @@ class ResolvedSignal:
     tag: str
     polled: bool  # re-read every poll_interval_s (a stale sample means the data stopped)
     poll_interval_s: float
-    counter_modulus: float | None  # wrap value of a counter from the declared tag type; None: undeclared
+    counter_modulus: float | None  # wrap value: the signal's `rollover`, else from the tag type; None: undeclared
+    reset_ratio: float | None = None  # the signal's reset_ratio / reset_below keys (None: the KPI default)
+    reset_below: float | None = None
 
 
 def _device_union() -> Any:
@@ -187,7 +201,8 @@ class PlantConfig(Model):
                     continue
                 self._signals[(m.id, name)] = ResolvedSignal(
                     m.id, name, dev.id, ref.tag, dev.polled(ref.tag), dev.poll_interval_s,
-                    dev.counter_modulus(ref.tag))
+                    ref.rollover if ref.rollover is not None else dev.counter_modulus(ref.tag),
+                    ref.reset_ratio, ref.reset_below)
 
     def iter_assets(self) -> Iterator[tuple[Asset, list[str]]]:
         """Every asset with the ids of its ancestors (outermost first)."""

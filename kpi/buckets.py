@@ -74,8 +74,10 @@ def shift_intervals(cfg: PlantConfig, start: datetime, end: datetime) -> dict[st
             if _WEEKDAYS[d.weekday()] not in shift.days:
                 continue
             end_day = d + timedelta(days=1) if shift.end_min <= shift.start_min else d
-            starts.append(_local(d, st, tz))
-            ends.append(_local(end_day, en, tz))
+            s, e = _local(d, st, tz), _local(end_day, en, tz)
+            if e > s:  # a shift inside the hour a daylight-saving change skips does not take place that day
+                starts.append(s)
+                ends.append(e)
         out[shift.name] = (starts, ends)
     return out
 

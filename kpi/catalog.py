@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 from xml.sax.saxutils import escape
 
-DEFINITION_VERSION = "kpi-catalog/2025.2"
+DEFINITION_VERSION = "kpi-catalog/2025.3"
 KPIML_NS = "http://www.mesa.org/xml/KPI-ML-V01"
 
 Status = Literal["verified", "secondary", "unverified", "proposed"]
@@ -80,7 +80,7 @@ CATALOG: tuple[KpiDef, ...] = (
            "Nakajima six big losses (reduced speed); KPI.md 3.2 mapping", "proposed", "element"),
     KpiDef("failure_events", "Failure events", "故障次数", "FE = transitions into state down inside POT", "count",
            ("state",), "lower_is_better", "IEC 60050-191 via ISO 22400-2 element FE", "verified", "element"),
-    KpiDef("produced_quantity", "Produced quantity", "产出数量", "PQ = increase of the total counter", "count",
+    KpiDef("produced_quantity", "Produced quantity", "产出数量", "PQ = increase of the total counter inside POT", "count",
            ("total_count",), "higher_is_better", f"{ISO} element PQ", "verified", "element"),
     KpiDef("good_quantity", "Good quantity", "合格数量", "GQ = increase of good_count, else PQ - SQ - RQ", "count",
            ("good_count", "total_count", "scrap_count", "rework_count"), "higher_is_better",
@@ -89,6 +89,9 @@ CATALOG: tuple[KpiDef, ...] = (
            ("scrap_count",), "lower_is_better", f"{ISO} element SQ", "verified", "element"),
     KpiDef("rework_quantity", "Rework quantity", "返工数量", "RQ = increase of the rework counter", "count",
            ("rework_count",), "lower_is_better", f"{ISO} element RQ", "verified", "element"),
+    KpiDef("off_calendar_produced_quantity", "Produced quantity outside planned time", "计划外产出数量",
+           "increase of the PQ counters at instants outside POT (not in PQ)", "count", ("total_count", "good_count"),
+           "none", "engine data-quality element (counts clipped to POT like time)", "proposed", "element"),
     KpiDef("ideal_production_time_s", "Planned runtime x produced quantity", "理论生产时间", "PRU * PQ", "s",
            ("ideal_cycle_time_s", "total_count"), "none", f"{ISO} elements PRU, PQ", "verified", "element"),
     KpiDef("performance_time_s", "APT of machines with PRU and PQ", "有效性分母时间",
@@ -131,8 +134,12 @@ CATALOG: tuple[KpiDef, ...] = (
     KpiDef("mttr_s", "Mean time to restoration", "平均修复时间", "sum(TTR) / FE, TTR = time in state down", "s",
            ("down_time_s", "failure_events"), "lower_is_better", f"{ISO} KPI 33 MTTR", "secondary", range=(0.0, None)),
     # ------------------------------------------------------------------ energy and carbon
-    KpiDef("energy_kwh", "Electric energy consumption", "耗电量", "increase of energy meter, or integral of power",
+    KpiDef("energy_kwh", "Electric energy consumption", "耗电量", "increase of energy meter, or integral of power, inside POT",
            "kWh", ("energy_kwh", "power_kw"), "lower_is_better", "metering (ISO 50006 measured-value EnPI)", "verified",
+           "element"),
+    KpiDef("off_calendar_energy_kwh", "Energy outside planned time", "计划外耗电量",
+           "increase of the energy meter (or integral of power) outside POT (not in energy_kwh)", "kWh",
+           ("energy_kwh", "power_kw"), "none", "engine element (energy clipped to POT like time)", "proposed",
            "element"),
     KpiDef("energy_per_unit_kwh", "Specific energy consumption", "单位产品能耗", "E / PQ", "kWh/unit",
            ("energy_kwh", "produced_quantity"), "lower_is_better",

@@ -117,7 +117,7 @@ class RowsSource:
         """Mirror of kpi.sources.read_machine over the rows held here."""
         from datetime import timedelta
 
-        from kpi.sources import _numeric
+        from kpi.sources import _numeric, counter_rules
 
         inp = MachineInputs(ideal_cycle_time_s=machine.ideal_cycle_time_s, production=machine.production,
                             has_device=machine.device is not None)
@@ -143,6 +143,7 @@ class RowsSource:
             ref = getattr(sig, name)
             if ref is not None:
                 inp.counters[name] = self.numbers(dev, ref.tag, start - back, end)
+        inp.counter_rules = counter_rules(cfg, machine)
         for name in ("energy_kwh", "power_kw"):
             ref = getattr(sig, name)
             if ref is not None:
@@ -173,7 +174,8 @@ def machine_rows(src: MachineSource, cfg: PlantConfig, machine: Asset, start: da
         if machine.device is not None:
             inp.networked = src.read_networked(machine.device, b)
         es = machine_elements(inp, b, to_us(data_end), cal)
-        rows += bucket_rows(cfg, machine.id, True, b, es.values, es.why, es.input_rows, es.coverage, until_us, prov)
+        rows += bucket_rows(cfg, machine.id, True, b, es.values, es.why, es.input_rows, es.coverage, until_us, prov,
+                            es.events, es.why_at)
     return rows
 
 

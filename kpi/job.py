@@ -23,7 +23,7 @@ from kpi.compute import machine_elements
 from kpi.rollups import rollup
 from kpi.rows import bucket_rows, provenance
 from kpi.sources import earliest_late_sample, first_sample, read_machine, read_networked
-from kpi.store import read_watermark, try_lock, unlock, write_rows, write_watermark
+from kpi.store import backfill_watermark, read_watermark, try_lock, unlock, write_rows, write_watermark
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -41,6 +41,9 @@ class Report:
     skipped_locked: list[str] = field(default_factory=list)
     chunks: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase: read, kernels, rows, write, rollup
+    failures: list[str] = field(default_factory=list)  # one line each: asset, buckets, what went wrong
+    widened: tuple[datetime, datetime] | None = None  # backfill: the range widened to whole buckets (if it was)
+    flags: dict[str, int] = field(default_factory=dict)  # data-quality flag -> buckets written with it
 
 
 class _Clock:
@@ -71,8 +74,13 @@ def _buckets_starting_in(cfg: PlantConfig, start: datetime, end: datetime) -> tu
 
 
 def compute_machine(conn: psycopg.Connection[Any], cfg: PlantConfig, machine: Asset, start: datetime,
-                    end: datetime, until: datetime, timings: dict[str, float] | None = None) -> tuple[int, int]:
-    """Compute and store every bucket of `machine` that starts in [start, end), with data up to `until`."""
+                    end: datetime, until: datetime, timings: dict[str, float] | None = None,
+                    flags: dict[str, int] | None = None) -> tuple[int, int]:
+    """Compute and store every bucket of `machine` that starts in [start, end), with data up to `until`.
+
+    Each bucket is computed from all its data (up to `until`), however little of it [start, end) covers.
+    `flags` (if given) counts the buckets written with each data-quality flag.
+    """
     clock = _Clock(timings)
     sets, data_end = _buckets_starting_in(cfg, start, end)
     data_end = min(data_end, until)
@@ -90,10 +98,14 @@ def compute_machine(conn: psycopg.Connection[Any], cfg: PlantConfig, machine: As
             clock.lap("read")
         es = machine_elements(inp, b, to_us(data_end), cal)
         clock.lap("kernels")
-        rows += bucket_rows(cfg, machine.id, True, b, es.values, es.why, es.input_rows, es.coverage, until_us, prov)
+        rows += bucket_rows(cfg, machine.id, True, b, es.values, es.why, es.input_rows, es.coverage, until_us, prov,
+                            es.events, es.why_at)
         clock.lap("glue")
     out = write_rows(conn, rows)
     clock.lap("write")
+    if flags is not None:
+        for key in {(r[0], r[1], r[15], f) for r in rows for f in (r[17] or ())}:
+            flags[key[3]] = flags.get(key[3], 0) + 1
     return out
 
 
@@ -119,19 +131,47 @@ def _machine_window(conn: psycopg.Connection[Any], cfg: PlantConfig, m: Asset, u
     return start
 
 
+def _local(cfg: PlantConfig, t: datetime) -> str:
+    return t.astimezone(ZoneInfo(cfg.plant.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _failed(cfg: PlantConfig, report: Report, asset: str, start: datetime, end: datetime, exc: Exception) -> None:
+    """Record and log one failed chunk: one line (asset, buckets, what); the traceback only at debug level."""
+    what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.errors.UndefinedColumn | psycopg.errors.UndefinedTable):
+        what += " (the schema is older than this version: run `shopfloor db migrate`)"
+    line = f"{asset}: buckets starting {_local(cfg, start)} to {_local(cfg, end)}: {what}"
+    report.failures.append(line)
+    log.error("event=kpi_failed asset=%s from=%s to=%s error=%r hint='nothing was stored for these buckets; "
+              "the other assets went on (run with --verbose for the traceback)'", asset, start.isoformat(),
+              end.isoformat(), what, exc_info=log.isEnabledFor(logging.DEBUG))
+
+
 def _run_machines(conn: psycopg.Connection[Any], cfg: PlantConfig, windows: dict[str, tuple[datetime, datetime]],
-                  until: datetime, report: Report, progress: Progress | None, mark: bool) -> None:
+                  until: datetime, report: Report, progress: Progress | None, mark: bool) -> set[str]:
+    """Compute every machine's window chunk by chunk; a failing chunk is logged and skipped. Returns the failed
+    machines (their watermark stays where it was)."""
     machines = {m.id: m for m in cfg.machines()}
     chunks = [(mid, s, e) for mid, (ws, we) in windows.items() for s, e in _day_chunks(cfg, ws, we)]
+    failed: set[str] = set()
     for i, (mid, s, e) in enumerate(chunks):
-        w, r = compute_machine(conn, cfg, machines[mid], s, e, until, report.timings)
+        try:
+            w, r = compute_machine(conn, cfg, machines[mid], s, e, until, report.timings, report.flags)
+        except psycopg.OperationalError:
+            raise  # the database is gone: not one asset's problem
+        except Exception as exc:  # noqa: BLE001 - one asset's failure must not stop the others
+            failed.add(mid)
+            _failed(cfg, report, mid, s, e, exc)
+            w, r = 0, 0
         report.rows_written, report.revisions, report.chunks = report.rows_written + w, report.revisions + r, \
             report.chunks + 1
         if progress is not None:
             progress(i + 1, len(chunks))
     if mark:
         for mid in windows:
-            write_watermark(conn, mid, until, report.started)
+            if mid not in failed:
+                write_watermark(conn, mid, until, report.started)
+    return failed
 
 
 def _claim(conn: psycopg.Connection[Any], cfg: PlantConfig, report: Report) -> list[Asset]:
@@ -149,15 +189,21 @@ def _finish(conn: psycopg.Connection[Any], cfg: PlantConfig, report: Report, cla
     try:
         if start is not None and start < end:
             clock = _Clock(report.timings)
-            w, r, skipped = rollup(conn, cfg, start, end, report.until)
+            try:
+                w, r, skipped = rollup(conn, cfg, start, end, report.until)
+            except psycopg.OperationalError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported like a machine's failure
+                _failed(cfg, report, "roll-ups", start, end, exc)
+                w, r, skipped = 0, 0, []
             clock.lap("rollup")
             report.rows_written, report.revisions = report.rows_written + w, report.revisions + r
             report.skipped_locked += skipped
     finally:
         for m in claimed:
             unlock(conn, m.id)
-    log.info("event=kpi_run_done rows=%d revisions=%d chunks=%d skipped=%d", report.rows_written,
-             report.revisions, report.chunks, len(report.skipped_locked))
+    log.info("event=kpi_run_done rows=%d revisions=%d chunks=%d skipped=%d failed=%d", report.rows_written,
+             report.revisions, report.chunks, len(report.skipped_locked), len(report.failures))
     return report
 
 
@@ -180,33 +226,52 @@ def run_once(database_url: str, cfg: PlantConfig, until: datetime | None = None)
         return _finish(conn, cfg, report, claimed, start, until)
 
 
+def widened_range(cfg: PlantConfig, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """[start, end) widened to whole buckets: from the earliest start of a bucket holding `start` to the latest
+    end of a bucket starting before `end`."""
+    s = window_start(cfg, start)
+    e = end
+    for b in bucket_sets(cfg, s, end):
+        keep = (b.starts >= to_us(s)) & (b.starts < to_us(end))
+        if keep.any():
+            e = max(e, from_us(int(b.ends[keep].max())))
+    return s, e
+
+
 def backfill(database_url: str, cfg: PlantConfig, start: datetime, end: datetime,
              progress: Progress | None = None) -> Report:
     """Recompute every bucket that starts in [start, end) (widened to whole buckets), chunked per day and machine.
 
-    progress(done, total) is called after each chunk (for a progress bar). Watermarks are not moved.
+    Every bucket it touches is computed from all of that bucket's data up to now (never from the part inside
+    [start, end)), so a final bucket stays final. progress(done, total) is called after each chunk. A machine
+    without a watermark gets one at the end of the range (capped at now), so that `run_once` goes on from there;
+    an existing watermark only moves forward, and only when the range reaches it.
     """
     started = datetime.now(UTC)
-    until = min(end, started).astimezone(UTC)
-    s = window_start(cfg, start.astimezone(UTC))
-    report = Report(started=started, until=max(until, s))
+    s, e = widened_range(cfg, start.astimezone(UTC), end.astimezone(UTC))
+    report = Report(started=started, until=started)
+    if (s, e) != (start, end):
+        report.widened = (s, e)
+    stop = max(min(end.astimezone(UTC), started), s)  # buckets that have not started yet have no KPIs
     with psycopg.connect(database_url, autocommit=True) as conn:
         claimed = _claim(conn, cfg, report)
         try:
-            # buckets that have not started yet are not written: the future has no KPIs, not "zero" ones
-            windows = {m.id: (s, max(until, s)) for m in claimed}
-            report.windows = windows
-            _run_machines(conn, cfg, windows, max(until, s), report, progress, mark=False)
+            report.windows = {m.id: (s, stop) for m in claimed}
+            failed = _run_machines(conn, cfg, report.windows, started, report, progress, mark=False)
+            for m in claimed:
+                if m.id not in failed and stop > s:
+                    backfill_watermark(conn, m.id, s, min(e, started), started)
         except BaseException:
             for m in claimed:
                 unlock(conn, m.id)
             raise
-        return _finish(conn, cfg, report, claimed, s, max(until, s))
+        return _finish(conn, cfg, report, claimed, s, stop)
 
 
 def run_forever(database_url: str, cfg: PlantConfig, interval_s: float = 60,
                 stop_event: threading.Event | None = None) -> None:
-    """run_once every interval_s until stop_event is set; a database outage is logged and retried."""
+    """run_once every interval_s until stop_event is set; a database outage or a failed pass is logged and
+    retried (a failing asset or bucket never stops the others: see run_once)."""
     stop = stop_event or threading.Event()
     while not stop.is_set():
         t0 = _time.monotonic()
@@ -214,7 +279,10 @@ def run_forever(database_url: str, cfg: PlantConfig, interval_s: float = 60,
             run_once(database_url, cfg)
         except psycopg.OperationalError as exc:
             log.warning("event=kpi_db_unavailable error=%r hint='retrying next interval'", str(exc).strip())
+        except Exception as exc:  # noqa: BLE001 - the service keeps running; the next pass retries
+            log.error("event=kpi_pass_failed error=%r hint='retrying next interval; --verbose for the traceback'",
+                      str(exc).strip(), exc_info=log.isEnabledFor(logging.DEBUG))
         stop.wait(max(0.0, interval_s - (_time.monotonic() - t0)))
 
 
-__all__ = ["Report", "backfill", "compute_machine", "run_forever", "run_once"]
+__all__ = ["Report", "backfill", "compute_machine", "run_forever", "run_once", "widened_range"]

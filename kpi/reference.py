@@ -6,6 +6,7 @@ Slow on purpose and obvious to read: the property tests check the numba kernels 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 Interval = tuple[int, int]
 STATE_NAMES = ("running", "idle", "down", "setup", "planned_stop")
@@ -15,27 +16,59 @@ def overlap(a: Interval, b: Interval) -> int:
     return max(0, min(a[1], b[1]) - max(a[0], b[0]))
 
 
-def counter_delta(prev: float, cur: float, wrap_fraction: float = 1 / 16) -> float:
-    """Increase of a cumulative counter; a drop is a rollover at 2**16 or 2**32 when that increase is small."""
-    if cur >= prev:
-        return cur - prev
-    for modulus in (2.0**16, 2.0**32):
-        if prev < modulus and modulus - prev + cur <= modulus * wrap_fraction:
-            return modulus - prev + cur
-    return max(cur, 0.0)  # reset: the counter restarted from 0
+@dataclass(frozen=True)
+class CounterRule:
+    """How a counter's drops are read (kpi/README.md "Counters"); modulus None: no declared width."""
+
+    modulus: float | None = None
+    wrap_fraction: float = 1 / 16
+    reset_ratio: float = 0.1
+    reset_below: float = 0.0
 
 
-def counter_bucket_sums(events: list[tuple[int, float]], buckets: list[Interval],
-                        wrap_fraction: float = 1 / 16) -> list[float]:
-    out = [0.0] * len(buckets)
+def counter_step(prev: float, cur: float, rule: CounterRule) -> tuple[float, str]:
+    """(increase, what happened) for one step, straight from the documented rule."""
+    if cur < 0:
+        return 0.0, "negative"  # bad data: ignored, not a baseline
+    drop = prev - cur
+    if drop <= 0:
+        return -drop, "increase"
+    m = rule.modulus
+    if m is not None and m > 0 and prev < m:
+        across = (m - prev) + cur  # counted up to the wrap, then from 0 to cur
+        if across <= rule.wrap_fraction * m:
+            return across, "rollover"
+    looks_restarted = cur <= prev * rule.reset_ratio or cur < rule.reset_below
+    return (cur, "reset") if looks_restarted else (0.0, "correction")
+
+
+def counter_delta(prev: float, cur: float, rule: CounterRule = CounterRule()) -> float:
+    return counter_step(prev, cur, rule)[0]
+
+
+def counter_bucket_sums(events: list[tuple[int, float]], buckets: list[Interval], rule: CounterRule = CounterRule(),
+                        cal: list[Interval] | None = None) -> dict[str, list[float]]:
+    """Per bucket: increase in / outside the calendar, samples, and how many steps of each kind."""
+    kinds = ("rollover", "reset", "correction", "negative")
+    out: dict[str, list[float]] = {k: [0.0] * len(buckets) for k in ("in_cal", "off_cal", "samples", *kinds)}
     prev: float | None = None
     for t, v in events:
         if math.isnan(v):
             continue
-        if prev is not None:
-            for j, (s, e) in enumerate(buckets):
-                if s <= t < e:
-                    out[j] += counter_delta(prev, v, wrap_fraction)
+        j = next((j for j, (s, e) in enumerate(buckets) if s <= t < e), None)
+        if v < 0:
+            if j is not None:
+                out["samples"][j] += 1
+                out["negative"][j] += 1
+            continue
+        if j is not None:
+            out["samples"][j] += 1
+            if prev is not None:
+                inc, kind = counter_step(prev, v, rule)
+                planned = cal is None or any(a <= t < b for a, b in cal)
+                out["in_cal" if planned else "off_cal"][j] += inc
+                if kind in kinds:
+                    out[kind][j] += 1
         prev = v
     return out
 
@@ -142,15 +175,15 @@ def micro_stops(events: list[tuple[int, int]], end: int, threshold: int, max_hol
     return out
 
 
-def counter_increments(events: list[tuple[int, float]], wrap_fraction: float = 1 / 16) -> list[float]:
-    """Per sample: increase over the previous valid sample (0 for the first valid one and for NaN)."""
+def counter_increments(events: list[tuple[int, float]], rule: CounterRule = CounterRule()) -> list[float]:
+    """Per sample: increase over the previous valid sample (0 for the first valid one, NaN and negatives)."""
     out = []
     prev: float | None = None
     for _, v in events:
-        if math.isnan(v):
+        if math.isnan(v) or v < 0:
             out.append(0.0)
             continue
-        out.append(0.0 if prev is None else counter_delta(prev, v, wrap_fraction))
+        out.append(0.0 if prev is None else counter_step(prev, v, rule)[0])
         prev = v
     return out
 

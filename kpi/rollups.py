@@ -41,7 +41,7 @@ def _read(conn: psycopg.Connection[Any], machines: list[str], start: datetime,
           end: datetime) -> list[tuple[Any, ...]]:
     return conn.execute(
         """SELECT asset_id, bucket, bucket_start, bucket_end, shift_name, kpi, value, null_reason, coverage,
-                  input_rows FROM kpi_values
+                  input_rows, quality_flags FROM kpi_values
            WHERE asset_id = ANY(%s) AND kpi = ANY(%s) AND bucket_start >= %s AND bucket_start < %s""",
         (machines, list(ELEMENTS), start, end)).fetchall()
 
@@ -52,12 +52,13 @@ def rollup(conn: psycopg.Connection[Any], cfg: PlantConfig, start: datetime, end
     grp = groups(cfg)
     machines = sorted({m for ms in grp.values() for m in ms})
     m_index = {m: i for i, m in enumerate(machines)}
-    keys: dict[tuple[str, datetime], int] = {}
+    keys: dict[tuple[str, datetime, str | None], int] = {}
     meta: list[tuple[str, int, int, str | None]] = []
     cells: dict[tuple[int, int], dict[str, float]] = defaultdict(dict)
     reasons: dict[str, str] = {}
-    for asset, bucket, bs, be, shift, kpi, value, reason, cov, nrows in _read(conn, machines, start, end):
-        k = keys.setdefault((bucket, bs), len(keys))
+    flagged: dict[tuple[int, str], set[str]] = defaultdict(set)  # (bucket, flag) -> machines
+    for asset, bucket, bs, be, shift, kpi, value, reason, cov, nrows, flags in _read(conn, machines, start, end):
+        k = keys.setdefault((bucket, bs, shift), len(keys))  # two shifts may start at the same instant
         if k == len(meta):
             meta.append((bucket, to_us(bs), to_us(be), shift))
         cell = cells[(k, m_index[asset])]
@@ -66,6 +67,8 @@ def rollup(conn: psycopg.Connection[Any], cfg: PlantConfig, start: datetime, end
         cell["_rows"] = nrows or 0
         if reason:
             reasons.setdefault(kpi, reason)
+        for f in flags or ():
+            flagged[(k, f)].add(asset)
     nk, nm, names = len(meta), len(machines), list(grp)
     values = np.full((nk * nm, len(COLS)), np.nan)
     for (k, m), cell in cells.items():
@@ -77,6 +80,7 @@ def rollup(conn: psycopg.Connection[Any], cfg: PlantConfig, start: datetime, end
     written = revisions = 0
     skipped: list[str] = []
     until_us, prov = to_us(until), provenance(cfg)
+    members = {g: set(ms) for g, ms in grp.items()}
     for gi, g in enumerate(names):
         if not try_lock(conn, g):
             skipped.append(g)
@@ -90,8 +94,10 @@ def rollup(conn: psycopg.Connection[Any], cfg: PlantConfig, start: datetime, end
                 cov_i = COLS.index("_coverage")
                 cov = sums[r, cov_i] / counts[r, cov_i] if counts[r, cov_i] else np.nan
                 b = BucketSet(bucket, np.array([bs_us]), np.array([be_us]), shift)
+                inherited = {f: "in machine(s) " + ", ".join(sorted(ms & members[g]))
+                             for (kk, f), ms in flagged.items() if kk == k and ms & members[g]}
                 rows += bucket_rows(cfg, g, False, b, el, why, np.array([sums[r, COLS.index("_rows")]]),
-                                    np.array([cov]), until_us, prov)
+                                    np.array([cov]), until_us, prov, inherited_flags=[inherited])
             w, rv = write_rows(conn, rows)
             written, revisions = written + w, revisions + rv
         finally:

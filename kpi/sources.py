@@ -11,7 +11,7 @@ import psycopg
 
 from core.plant import Asset, PlantConfig
 from kpi.buckets import BucketSet, from_us, to_us
-from kpi.compute import COUNTERS, MachineInputs, Series
+from kpi.compute import COUNTERS, CounterRule, MachineInputs, Series
 from kpi.kernels import STATES
 from kpi.networking import reporting_matrix
 from kpi.statemodel import REDUCED_SPEED_WINDOW_S, micro_stop_s, reduced_speed_ratio, state_max_hold_s
@@ -128,12 +128,30 @@ def read_machine(conn: psycopg.Connection[Any], machine: Asset, start: datetime,
         ref = getattr(sig, name)
         if ref is not None:
             inp.counters[name] = read_numbers(conn, dev, ref.tag, start - back, end)
+    if cfg is not None:
+        inp.counter_rules = counter_rules(cfg, machine)
     for name in ("energy_kwh", "power_kw"):
         ref = getattr(sig, name)
         if ref is not None:
             series: Series = read_numbers(conn, dev, ref.tag, start, end)
             setattr(inp, name, series)
     return inp
+
+
+def counter_rules(cfg: PlantConfig, machine: Asset) -> dict[str, CounterRule]:
+    """Each counter signal's rule: wrap value from its `rollover` key or declared tag type (never guessed from
+    the values), reset thresholds from its keys, and its poll interval if the device polls it."""
+    out: dict[str, CounterRule] = {}
+    for name in (*COUNTERS, "energy_kwh"):
+        sig = cfg.signal(machine.id, name)
+        ref = getattr(machine.signals, name, None) if machine.signals is not None else None
+        if ref is None:
+            continue
+        modulus = sig.counter_modulus if sig is not None else ref.rollover
+        ratio = ref.reset_ratio if ref.reset_ratio is not None else CounterRule.reset_ratio
+        out[name] = CounterRule(modulus or 0.0, ratio, ref.reset_below or 0.0,
+                                sig.poll_interval_s if sig is not None and sig.polled else 0.0)
+    return out
 
 
 def first_sample(conn: psycopg.Connection[Any], device: str) -> datetime | None:

@@ -8,14 +8,17 @@ from typing import Any
 import psycopg
 
 COLUMNS = ("bucket_start", "bucket", "asset_id", "kpi", "value", "null_reason", "unit", "shift_name",
-           "definition_version", "code_version", "input_rows", "coverage", "bucket_end", "is_final", "provenance")
-KEY = ("asset_id", "kpi", "bucket", "bucket_start")
+           "definition_version", "code_version", "input_rows", "coverage", "bucket_end", "is_final", "provenance",
+           "shift_key", "bucket_date", "quality_flags")
+KEY = ("asset_id", "kpi", "bucket", "bucket_start", "shift_key")
 ALL = (*COLUMNS[:12], "revision", "computed_at", *COLUMNS[12:])
 _CHANGED = "(k.value IS DISTINCT FROM s.value OR k.null_reason IS DISTINCT FROM s.null_reason)"
 
 
 def write_rows(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> tuple[int, int]:
-    """Upsert rows (tuples in COLUMNS order) in one transaction; returns (rows written, revisions kept)."""
+    """Upsert rows (tuples in COLUMNS order) in one transaction; returns (rows written, revisions kept).
+
+    A final row is never replaced by one of a bucket that was still open when computed (a partial bucket)."""
     if not rows:
         return 0, 0
     cols = ", ".join(COLUMNS)
@@ -28,14 +31,15 @@ def write_rows(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> tu
         cur.execute(f"""INSERT INTO kpi_value_revisions ({", ".join(ALL)}, superseded_at)
                         SELECT {", ".join("k." + c for c in ALL)}, now()
                         FROM kpi_values k JOIN kpi_stage s USING ({key})
-                        WHERE k.is_final AND {_CHANGED}""")
+                        WHERE k.is_final AND s.is_final AND {_CHANGED}""")
         revisions = cur.rowcount
         updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in KEY)
         cur.execute(f"""INSERT INTO kpi_values AS k ({cols}) SELECT {cols} FROM kpi_stage s
                         ON CONFLICT ({key}) DO UPDATE SET {updates}, computed_at = now(),
                         revision = CASE WHEN k.is_final AND (k.value IS DISTINCT FROM excluded.value
                                             OR k.null_reason IS DISTINCT FROM excluded.null_reason)
-                                   THEN k.revision + 1 ELSE k.revision END""")
+                                   THEN k.revision + 1 ELSE k.revision END
+                        WHERE excluded.is_final OR NOT k.is_final""")
     return len(rows), max(revisions, 0)
 
 
@@ -51,6 +55,16 @@ def write_watermark(conn: psycopg.Connection[Any], asset_id: str, until: datetim
                     ON CONFLICT (asset_id) DO UPDATE SET
                       computed_until = greatest(kpi_watermarks.computed_until, excluded.computed_until),
                       computed_at = excluded.computed_at""", (asset_id, until, run_started))
+
+
+def backfill_watermark(conn: psycopg.Connection[Any], asset_id: str, start: datetime, until: datetime,
+                       run_started: datetime) -> None:
+    """After a backfill of [start, until): a first watermark at `until`; an existing one moves forward only when
+    the backfill reached it (start <= computed_until), and keeps its run time (late-sample detection)."""
+    conn.execute("""INSERT INTO kpi_watermarks (asset_id, computed_until, computed_at) VALUES (%s, %s, %s)
+                    ON CONFLICT (asset_id) DO UPDATE SET
+                      computed_until = greatest(kpi_watermarks.computed_until, excluded.computed_until)
+                    WHERE kpi_watermarks.computed_until >= %s""", (asset_id, until, run_started, start))
 
 
 def try_lock(conn: psycopg.Connection[Any], asset_id: str) -> bool:

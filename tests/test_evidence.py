@@ -197,3 +197,16 @@ def test_cli_pack_bad_input_is_one_line(tmp_path: Path) -> None:
         r = subprocess.run([*base, *args], capture_output=True, text=True, timeout=60)
         assert r.returncode != 0 and msg in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) <= 2, r.stderr  # the error line (after "building evidence pack")
+
+
+def test_cli_rulebooks_lists_ids_and_names_a_bad_user_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    exe = [sys.executable, "-m", "shopfloor.cli", "evidence", "rulebooks"]
+    ok = subprocess.run(exe, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "cn-guangdong-proposed" in ok.stdout and "2025.1" in ok.stdout
+    (tmp_path / "x.yaml").write_text("rulebook:\n  id: x\n  version: '1'\n  colour: red\n")
+    bad = subprocess.run([*exe, "--rulebooks", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert f"{tmp_path / 'x.yaml'}:4: rulebook.colour: unknown key" in bad.stderr

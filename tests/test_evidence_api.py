@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -38,6 +38,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
         priv, pub = keygen(tmp / "keys")
         with psycopg.connect(url, autocommit=True) as conn:
             tokens = {r: create_token(conn, r, name=r)[1] for r in ("viewer", "manager")}
+            tokens["certifier"] = create_token(conn, "certifier", scope="m1",
+                                               expires_at=datetime.now(UTC) + timedelta(days=1))[1]
         yield {"url": url, "plant": plant, "priv": priv, "pub": pub, "tokens": tokens, "d0": d0, "tmp": tmp}
     finally:
         drop_db(url)
@@ -115,3 +117,26 @@ def test_bad_requests_answer_4xx(client: TestClient, env: dict[str, object], mon
     body.update({k: day(v) for k, v in change.items()})
     r = client.post("/api/v1/evidence", json=body, headers=auth(env, "manager"))
     assert r.status_code == status and text in r.text, r.text
+
+
+def test_certifier_only_inside_its_scope(client: TestClient, env: dict[str, object],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOPFLOOR_SIGNING_KEY", str(env["priv"]))
+    d0 = env["d0"]
+    body = {"rulebook": "cn-guangdong-proposed", "scope": "ev-plant",
+            "from": (d0 + timedelta(days=1)).isoformat(), "to": (d0 + timedelta(days=2)).isoformat()}  # type: ignore[operator]
+    r = client.post("/api/v1/evidence", json=body, headers=auth(env, "certifier"))
+    assert r.status_code == 403 and "outside this token's scope" in r.text
+    r = client.post("/api/v1/evidence", json={**body, "scope": "m1"}, headers=auth(env, "certifier"))
+    assert r.status_code == 201, r.text
+    assert client.get(f"/api/v1/evidence/{r.json()['id']}/download", headers=auth(env, "certifier")).status_code == 200
+
+
+def test_missing_signing_key_says_what_to_set(client: TestClient, env: dict[str, object],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHOPFLOOR_SIGNING_KEY", raising=False)
+    d0 = env["d0"]
+    body = {"rulebook": "cn-guangdong-proposed", "scope": "ev-plant",
+            "from": d0.isoformat(), "to": (d0 + timedelta(days=1)).isoformat()}  # type: ignore[operator,attr-defined]
+    r = client.post("/api/v1/evidence", json=body, headers=auth(env, "manager"))
+    assert r.status_code == 503 and "SHOPFLOOR_SIGNING_KEY" in r.text

@@ -112,6 +112,9 @@ def test_pack_contents_and_independent_dsse_check(built: Built) -> None:
     ev = {c["id"]: c for c in json.loads(files["evaluation.json"])["criteria"]}
     assert (ev["G-CMMM-B"]["result"], ev["G-CMMM-B"]["attachment"]) == ("pass", "attachments/maturity-report.pdf")
     assert ev["G-CMMM-E"]["result"] == "fail" and ev["G-CMMM-E"]["status_mark"] == "V"
+    co2 = ev["EV-E-CARBON"]
+    assert co2["emission_factor"]["report"]["id"] == "east-china/2022/average" and co2["same_factor"] is True
+    assert co2["emission_factor"]["baseline"]["document"].startswith("生态环境部")
     tiers = {t["id"]: t["readiness"] for t in json.loads(files["evaluation.json"])["tiers"]}
     assert tiers["excellent"] == "red" and tiers["basic"] == "yellow"  # basic still awaits attested items
     assert "EV-B-PROD-01" in files["annex.csv"].decode("utf-8-sig")

@@ -18,6 +18,9 @@ from kpi.formulas import kpis_from_elements
 
 S = 1_000_000  # microseconds per second
 WRAP = 1 / 16
+M16, M32 = 2.0**16, 2.0**32
+RULE16 = (M16, WRAP, 0.1, 0.0)  # modulus, wrap fraction, reset ratio, reset below
+EVERYTHING = (np.array([-(10**12)], dtype=np.int64), np.array([10**12], dtype=np.int64))
 
 
 def both(kernel: Any) -> list[Callable[..., Any]]:
@@ -35,24 +38,56 @@ class TestHandWorked:
 
     def test_counter_rollover_at_2_16_and_2_32_and_reset(self, variant: str) -> None:
         delta = self.pick(K.counter_delta, variant)
-        assert delta(65530.0, 5.0, WRAP) == 11.0  # uint16 wrap
-        assert delta(4294967290.0, 10.0, WRAP) == 16.0  # uint32 wrap
-        assert delta(1000.0, 7.0, WRAP) == 7.0  # PLC restart: counts from 0
-        assert delta(3_000_000_000.0, 7.0, WRAP) == 7.0  # far from 2**32: a reset, not a wrap
-        assert delta(10.0, 10.0, WRAP) == 0.0
+        assert delta(65530.0, 5.0, M16, WRAP, 0.1, 0.0) == 11.0  # uint16 wrap
+        assert delta(4294967290.0, 10.0, M32, WRAP, 0.1, 0.0) == 16.0  # uint32 wrap
+        assert delta(1000.0, 7.0, M16, WRAP, 0.1, 0.0) == 7.0  # PLC restart: counts from 0
+        assert delta(3_000_000_000.0, 7.0, M32, WRAP, 0.1, 0.0) == 7.0  # far from 2**32: a reset, not a wrap
+        assert delta(10.0, 10.0, M16, WRAP, 0.1, 0.0) == 0.0
+
+    def test_counter_drop_is_reset_only_when_it_looks_like_one(self, variant: str) -> None:
+        step = self.pick(K.counter_step, variant)
+        assert step(100_000.0, 99_999.0, 0.0, WRAP, 0.1, 0.0) == (0.0, K.counters.CORRECTION)  # corrected by 1
+        assert step(70_000.1, 70_000.0, 0.0, WRAP, 0.1, 0.0) == (0.0, K.counters.CORRECTION)  # meter jitter
+        assert step(5000.0, -3.0, 0.0, WRAP, 0.1, 0.0) == (0.0, K.counters.NEGATIVE)
+        assert step(5000.0, 0.0, 0.0, WRAP, 0.1, 0.0) == (0.0, K.counters.RESET)
+        assert step(5000.0, 400.0, 0.0, WRAP, 0.1, 0.0) == (400.0, K.counters.RESET)  # <= 10 % of before
+        assert step(5000.0, 600.0, 0.0, WRAP, 0.1, 0.0) == (0.0, K.counters.CORRECTION)
+        assert step(5000.0, 600.0, 0.0, WRAP, 0.1, 1000.0) == (600.0, K.counters.RESET)  # reset_below
+        # 32-bit counter reset from 65,000 to 0: a reset, not a 16-bit wrap; undeclared width never wraps
+        assert step(65_000.0, 0.0, M32, WRAP, 0.1, 0.0) == (0.0, K.counters.RESET)
+        assert step(65_530.0, 5.0, 0.0, WRAP, 0.1, 0.0) == (5.0, K.counters.RESET)
+        assert step(65_530.0, 5.0, M16, WRAP, 0.1, 0.0) == (11.0, K.counters.ROLLOVER)
+        # the boundaries as documented: wrap <= 1/16 of the modulus, new <= ratio x old, new < reset_below
+        assert step(15.0, 0.0, 16.0, WRAP, 0.0, 0.0) == (1.0, K.counters.ROLLOVER)
+        assert step(14.0, 0.0, 16.0, WRAP, 0.0, 0.0) == (0.0, K.counters.RESET)
+        assert step(100.0, 10.0, 0.0, WRAP, 0.1, 0.0) == (10.0, K.counters.RESET)
+        assert step(1001.0, 1000.0, 0.0, WRAP, 0.1, 1000.0) == (0.0, K.counters.CORRECTION)
+        assert step(1001.0, 999.0, 0.0, WRAP, 0.1, 1000.0) == (999.0, K.counters.RESET)
 
     def test_counter_bucket_sums_with_nan_and_baseline_before_window(self, variant: str) -> None:
         sums = self.pick(K.counter_bucket_sums, variant)
         ts = arr(-5, 0, 5, 12, 15, 25) * S
         v = np.array([100.0, 110.0, np.nan, 65535.0, 4.0, 2.0])
-        out, rows = sums(ts, v, arr(0, 10) * S, arr(10, 20) * S, WRAP)
+        res = sums(ts, v, arr(0, 10) * S, arr(10, 20) * S, *EVERYTHING, *RULE16)
         # 100->110 (10) in bucket 0; 110->65535 (65425) and 65535->4 (wrap, 5) in bucket 1; 2 after the window
-        assert out.tolist() == [10.0, 65430.0] and rows.tolist() == [1, 2]  # NaN rows not counted
+        assert res[K.counters.IN_CAL].tolist() == [10.0, 65430.0]
+        assert res[K.counters.SAMPLES].tolist() == [1, 2]  # NaN rows not counted
+        assert res[K.counters.ROLLOVERS].tolist() == [0, 1]
+        # calendar [0, 13): the 15 s increment falls outside it
+        res = sums(ts, v, arr(0, 10) * S, arr(10, 20) * S, arr(0) * S, arr(13) * S, *RULE16)
+        assert res[K.counters.IN_CAL].tolist() == [10.0, 65425.0] and res[K.counters.OFF_CAL].tolist() == [0, 5.0]
+
+    def test_counter_correction_and_negative_reading_add_nothing(self, variant: str) -> None:
+        sums = self.pick(K.counter_bucket_sums, variant)
+        ts = arr(0, 1, 2, 3, 4, 5) * S
+        v = np.array([1000.0, 1010.0, 1009.0, -5.0, 1020.0, 3.0])  # correction by 1, negative, +11, reset to 3
+        res = sums(ts, v, arr(0) * S, arr(10) * S, *EVERYTHING, 0.0, WRAP, 0.1, 0.0)
+        assert res[:, 0].tolist() == [10.0 + 11.0 + 3.0, 0.0, 6.0, 0.0, 1.0, 1.0, 1.0]
 
     def test_empty_window(self, variant: str) -> None:
         e = np.zeros(0, dtype=np.int64)
-        out, rows = self.pick(K.counter_bucket_sums, variant)(e, np.zeros(0), arr(0), arr(10), WRAP)
-        assert out.tolist() == [0.0] and rows.tolist() == [0]
+        res = self.pick(K.counter_bucket_sums, variant)(e, np.zeros(0), arr(0), arr(10), *EVERYTHING, *RULE16)
+        assert res.tolist() == [[0.0]] * K.counters.N_OUT
         d, known, _ = self.pick(K.state_durations, variant)(e, e, 10 * S, arr(0), arr(10 * S), arr(0), arr(10 * S), 0)
         assert d.sum() == 0 and known.tolist() == [0.0]
         assert self.pick(K.failure_events, variant)(e, e, arr(0), arr(1), arr(0), arr(1)).tolist() == [0]
@@ -130,16 +165,31 @@ def test_state_kernels_equal_reference(ts: list[int], data: st.DataObject, e: li
         assert fe_fn(t, c, bs, be, cs, ce).tolist() == want_fe
 
 
-@settings(max_examples=60, deadline=None)
-@given(ts=times, data=st.data(), e=edges)
-def test_counter_kernel_equals_reference(ts: list[int], data: st.DataObject, e: list[int]) -> None:
-    big = st.one_of(st.integers(0, 2**16 - 1), st.integers(2**32 - 5000, 2**32 - 1), st.integers(0, 10_000))
+rules = st.builds(R.CounterRule, modulus=st.sampled_from([None, M16, M32]), wrap_fraction=st.just(WRAP),
+                  reset_ratio=st.sampled_from([0.0, 0.1, 0.5]), reset_below=st.sampled_from([0.0, 10.0, 1000.0]))
+
+
+def rule_args(rule: R.CounterRule) -> tuple[float, float, float, float]:
+    return rule.modulus or 0.0, rule.wrap_fraction, rule.reset_ratio, rule.reset_below
+
+
+@settings(max_examples=150, deadline=None)
+@given(ts=times, data=st.data(), e=edges, cal=edges, rule=rules)
+def test_counter_kernel_equals_reference(ts: list[int], data: st.DataObject, e: list[int], cal: list[int],
+                                         rule: R.CounterRule) -> None:
+    edges_of_rule = st.sampled_from([0, 1, 5, 10, 50, 100, 500, 1000, 1001, 65535, 2**32 - 1])  # rule boundaries
+    big = st.one_of(st.integers(0, 2**16 - 1), st.integers(2**32 - 5000, 2**32 - 1), st.integers(0, 10_000),
+                    st.integers(-50, -1), edges_of_rule, edges_of_rule)
     values = data.draw(st.lists(st.one_of(big.map(float), st.just(math.nan)), min_size=len(ts), max_size=len(ts)))
     bs, be, bl = buckets_of(e)
-    want = R.counter_bucket_sums([(x * S, v) for x, v in zip(ts, values, strict=True)], bl, WRAP)
+    cs, ce, cl = buckets_of(cal[:2])
+    want = R.counter_bucket_sums([(x * S, v) for x, v in zip(ts, values, strict=True)], bl, rule, cl)
     for fn in both(K.counter_bucket_sums):
-        got, _ = fn(np.array(ts, dtype=np.int64) * S, np.array(values, dtype=np.float64), bs, be, WRAP)
-        assert np.allclose(got, want)
+        got = fn(np.array(ts, dtype=np.int64) * S, np.array(values, dtype=np.float64), bs, be, cs, ce,
+                 *rule_args(rule))
+        for row, name in enumerate(("in_cal", "off_cal", "samples", "rollover", "reset", "correction", "negative")):
+            assert np.allclose(got[row], want[name]), name
+        assert (got[:2] >= 0).all()  # an increment is never negative
 
 
 @settings(max_examples=40, deadline=None)
@@ -269,8 +319,9 @@ def test_reduced_speed_hand_worked(variant: str) -> None:
                  arr(90) * S)
     assert secs.tolist() == [0.0] and n.tolist() == [0]
     inc = (K.counter_increments if variant == "jit" else K.counter_increments.py_func)(
-        arr(0, 1, 2, 3, 4) * S, np.array([65530.0, np.nan, 5.0, 7.0, 3.0]), WRAP)
-    assert inc.tolist() == [0.0, 0.0, 11.0, 2.0, 3.0]  # wrap at 2**16, NaN skipped, reset counts from 0
+        arr(0, 1, 2, 3, 4, 5) * S, np.array([65530.0, np.nan, 5.0, 70.0, 3.0, 2.0]), *RULE16)
+    # wrap at 2**16, NaN skipped, reset (3 <= 10 % of 70) counts from 0, a correction (3 -> 2) adds nothing
+    assert inc.tolist() == [0.0, 0.0, 11.0, 65.0, 3.0, 0.0]
 
 
 @settings(max_examples=80, deadline=None)
@@ -288,12 +339,12 @@ def test_reduced_speed_kernel_equals_reference(ts: list[int], data: st.DataObjec
     cs, ce, cl = buckets_of(cal[:2])
     ev = [(x * S, c) for x, c in zip(ts, codes, strict=True)]
     samples = [(x * S, v) for x, v in zip(pts, counts, strict=True)]
-    inc = R.counter_increments(samples, WRAP)
+    inc = R.counter_increments(samples, R.CounterRule(M16))
     want = R.reduced_speed(ev, end * S, hold * S, [(t, v) for (t, _), v in zip(samples, inc, strict=True)],
                            pru * S, ratio, window * S, bl, cl)
     p_ts = np.array(pts, dtype=np.int64) * S
     for fn, inc_fn in zip(both(K.reduced_speed), both(K.counter_increments), strict=True):
-        got_inc = inc_fn(p_ts, np.array(counts, dtype=np.float64), WRAP)
+        got_inc = inc_fn(p_ts, np.array(counts, dtype=np.float64), *RULE16)
         assert got_inc.tolist() == inc
         secs, n = fn(np.array(ts, dtype=np.int64) * S, np.array(codes, dtype=np.int64), end * S, hold * S, p_ts,
                      got_inc, pru * S, ratio, window * S, bs, be, cs, ce)
@@ -324,7 +375,6 @@ def test_many_machine_kernels_equal_one_call_per_machine(machines: list[tuple[li
             assert np.array_equal(in_cal[m], one[0]) and np.array_equal(known[m], one[1])
             assert np.array_equal(rows[m], one[2])
     for fn in [K.counter_bucket_sums_many, K.counter_bucket_sums_many.py_func]:
-        sums, crows = fn(flat_ts, flat_vals, offsets, bs, be, WRAP)
+        many_out = fn(flat_ts, flat_vals, offsets, bs, be, cs, ce, *RULE16)
         for m in range(len(ts)):
-            one_s, one_r = K.counter_bucket_sums(ts[m], vals[m], bs, be, WRAP)
-            assert np.array_equal(sums[m], one_s) and np.array_equal(crows[m], one_r)
+            assert np.array_equal(many_out[m], K.counter_bucket_sums(ts[m], vals[m], bs, be, cs, ce, *RULE16))

@@ -105,13 +105,16 @@ def _carbon(rep: dict[str, Any], base: dict[str, Any] | None, region: str, end: 
     return out
 
 
-def _refresh(req: PackRequest, cfg: Any) -> None:
+def _refresh(req: PackRequest, cfg: Any) -> dict[str, str]:
+    """Backfill both periods; per period the instant the KPI job computed up to (what a recompute must use)."""
     from kpi.job import backfill
 
-    for s, e in ((req.start, req.end), (req.baseline_start, req.baseline_end)):
+    until: dict[str, str] = {}
+    for name, s, e in (("report", req.start, req.end), ("baseline", req.baseline_start, req.baseline_end)):
         if s is not None and e is not None:
             log.info("event=evidence_refresh from=%s to=%s", s.isoformat(), e.isoformat())
-            backfill(req.database_url, cfg, s, e)
+            until[name] = backfill(req.database_url, cfg, s, e).until.astimezone(UTC).isoformat()
+    return until
 
 
 @dataclass
@@ -177,7 +180,7 @@ def _manifest(req: PackRequest, cfg: Any, book: Any, machines: list[str], is_mac
         "format": FORMAT, "plant_id": cfg.plant.id, "scope": req.scope, "scope_is_machine": is_machine,
         "machines": machines, "devices": r.devices, "bucket": req.bucket, "from": iso(req.start), "to": iso(req.end),
         "baseline_from": iso(req.baseline_start), "baseline_to": iso(req.baseline_end),
-        "kpi_until": iso(req.end) if req.refresh else None,
+        "kpi_until": None,  # {period: instant} when the pack recomputed the periods' KPIs (--refresh-kpis)
         "raw_export": {"from": r.ex_start.isoformat(), "to": r.ex_end.isoformat(), "devices": r.devices,
                        "command": f"shopfloor export --config PLANT --database-url DB --scope {req.scope} "
                                   f"--from {r.ex_start.isoformat()} --to {r.ex_end.isoformat()} --out DIR"},
@@ -202,8 +205,7 @@ def build(req: PackRequest) -> dict[str, Any]:
     key = load_private(req.key)
     machines, is_machine = collect.scope_assets(cfg, req.scope)
     atts, att_files = _attestations(req.attestations)
-    if req.refresh:
-        _refresh(req, cfg)
+    until = _refresh(req, cfg) if req.refresh else {}
     r = _read(req, cfg, machines, is_machine, key, now)
     if req.raw_out is not None:
         from api.export import export_scope
@@ -211,6 +213,7 @@ def build(req: PackRequest) -> dict[str, Any]:
         export_scope(req.database_url, cfg, req.scope, r.ex_start, r.ex_end, req.raw_out, req.raw_format)
     rows_j, brows_j = collect.rows_json(r.rows), collect.rows_json(r.brows)
     manifest = _manifest(req, cfg, book, machines, is_machine, r, now)
+    manifest["kpi_until"] = until or None
     ev, carbon, rates = evaluation(book.rulebook, manifest, rows_j, brows_j, atts, cfg.plant.emission_factor_kg_per_kwh)
     files: dict[str, bytes] = {
         "manifest.json": dumps(manifest), "evaluation.json": dumps(ev), "rates.json": dumps(rates),
@@ -254,6 +257,11 @@ def evaluation(book: Any, manifest: dict[str, Any], rows: list[dict[str, Any]], 
     ev = evaluate(book, rep, base or {}, win, bwin, atts, manifest["min_coverage"])
     carbon = _carbon(rep, base, manifest["region"], end,
                      datetime.fromisoformat(manifest["baseline_to"]) if manifest["baseline_to"] else None)
+    for c in ev["criteria"]:
+        if c["metric"] in ("co2_kg", "co2_per_good_unit_kg"):  # every CO2 figure names its factor
+            c["emission_factor"] = {p: {k: carbon[p]["factor"][k] for k in ("id", "kg_per_kwh", "document", "year")}
+                                    for p in ("report", "baseline") if p in carbon}
+            c["same_factor"] = carbon.get("same_factor")
     return ev, carbon, {"report": rep, "baseline": base}
 
 

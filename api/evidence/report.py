@@ -27,19 +27,26 @@ def fmt(value: Any, unit: str | None) -> str:
     return str(value)
 
 
+def _factor_text(c: dict[str, Any]) -> str:
+    ef = (c.get("emission_factor") or {}).get("report")
+    return "" if not ef else f"{ef['kg_per_kwh']} kg/kWh {ef['id']} ({ef['document']}, {ef['year']})"
+
+
 def annex_csv(ev: dict[str, Any]) -> str:
     """One line per criterion with the value to copy into the online application form."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["criterion", "tier", "title_zh", "title_en", "value_for_form", "value", "unit", "improvement",
-                "baseline_value", "result", "status", "source", "window_start", "window_end", "coverage"])
+                "baseline_value", "result", "status", "source", "window_start", "window_end", "coverage",
+                "emission_factor"])
     for c in ev["criteria"]:
         w.writerow([c["id"], c["tier"], c["title"]["zh"], c["title"]["en"], fmt(c.get("value"), c.get("unit")),
                     "" if c.get("value") is None else repr(c["value"]), c.get("unit") or "",
                     "" if c.get("improvement") is None else f"{c['improvement'] * 100:.2f} %",
                     "" if c.get("baseline_value") is None else repr(c["baseline_value"]), c["result"],
                     STATUS_TEXT[c["status_mark"]][0], " ".join(c["source"]), c["window"]["start"],
-                    c["window"]["end"], "" if c.get("coverage") is None else f"{c['coverage']:.4f}"])
+                    c["window"]["end"], "" if c.get("coverage") is None else f"{c['coverage']:.4f}",
+                    _factor_text(c)])
     return buf.getvalue()
 
 
@@ -89,6 +96,10 @@ Attested criteria are declared by the plant, not derived from data. 自证项由
         imp = "" if c.get("improvement") is None else f"{c['improvement'] * 100:.2f} %"
         cov = "" if c.get("coverage") is None else f"{c['coverage'] * 100:.1f} %"
         note = f"<br><small>{escape(c['note'])}</small>" if c.get("note") else ""
+        ef = (c.get("emission_factor") or {}).get("report")
+        if ef:
+            note += (f"<br><small>CO₂ factor 排放因子 {ef['kg_per_kwh']} kg/kWh ({escape(ef['id'])}), "
+                     f"{escape(ef['document'])}, {ef['year']}</small>")
         why = f"<br><small>{escape(c['why'])}</small>" if c.get("why") else ""
         h.append(f"<tr><td>{escape(c['id'])}</td><td>{escape(c['tier'])}</td><td>{escape(c['title']['zh'])}<br>"
                  f"{escape(c['title']['en'])}{note}</td><td>{escape(fmt(c.get('value'), c.get('unit')))}</td>"

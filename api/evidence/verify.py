@@ -30,14 +30,18 @@ class Check:
 class Pack:
     files: dict[str, bytes]
     path: Path
+    parsed: dict[str, Any] = field(default_factory=dict)  # each JSON file parsed once (the checks only read)
 
     def json(self, name: str) -> Any:
+        if name in self.parsed:
+            return self.parsed[name]
         if name not in self.files:
             raise ShopfloorError(f"{self.path}: {name} is missing from the pack")
         try:
-            return json.loads(self.files[name])
+            self.parsed[name] = json.loads(self.files[name])
         except ValueError as exc:
             raise ShopfloorError(f"{self.path}: {name} is not JSON ({exc})") from exc
+        return self.parsed[name]
 
 
 def open_pack(path: Path) -> Pack:
@@ -165,18 +169,21 @@ def _key(asset: str, kpi: str, bucket: str, bs: Any, shift: str | None) -> tuple
 
 
 def recompute_check(pack: Pack, manifest: dict[str, Any], exp: Any, export_end: datetime) -> tuple[list[str], str]:
+    """Every KPI row of the pack recomputed from the export by the KPI core (machines, then the scope's roll-up):
+    values must be equal exactly, and a machine's NULL must carry the same reason."""
     from core.config import parse_config
     from kpi.filesource import RowsSource, recompute, rollup_rows
 
     cfg = parse_config(pack.files["plant.yaml"].decode(), "plant.yaml")
     src = RowsSource.from_rows(exp.samples, exp.status)
-    until = datetime.fromisoformat(manifest["kpi_until"]) if manifest["kpi_until"] else export_end
     rows = pack.json("kpi_rows.json")
     got: dict[tuple[str, str, str, str, str], Any] = {}
     windows = [("report", manifest["from"], manifest["to"])]
     if manifest["baseline_from"]:
         windows.append(("baseline", manifest["baseline_from"], manifest["baseline_to"]))
-    for _, s, e in windows:
+    for name, s, e in windows:
+        # the KPI job's end of data: the pack's own recompute instant, else whatever the export holds
+        until = datetime.fromisoformat((manifest["kpi_until"] or {}).get(name) or export_end.isoformat())
         mrows = [r for r in recompute(src, cfg, manifest["machines"], datetime.fromisoformat(s),
                                       datetime.fromisoformat(e), until) if r[1] == manifest["bucket"]]
         for r in mrows:
@@ -193,9 +200,10 @@ def recompute_check(pack: Pack, manifest: dict[str, Any], exp: Any, export_end: 
             where = f"KPI {r['kpi']} of {r['asset_id']} {r['bucket']} {r['bucket_start']}"
             if mine is None:
                 problems.append(f"{where}: not recomputed from the raw rows (no data for it in the export)")
-            elif mine[4] != r["value"] or (r["value"] is None and mine[5] != r["null_reason"]
-                                           and r["asset_id"] in manifest["machines"]):
+            elif mine[4] != r["value"]:
                 problems.append(f"{where}: pack {r['value']!r}, recomputed {mine[4]!r}")
+            elif r["value"] is None and mine[5] != r["null_reason"] and r["asset_id"] in manifest["machines"]:
+                problems.append(f"{where}: NULL because {r['null_reason']!r} in the pack, {mine[5]!r} recomputed")
     return problems, f"{n} KPI rows"
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
@@ -25,6 +26,7 @@ from api.deps import CurrentUser, PlantDep, PoolDep, SettingsDep, check_scope, r
 
 router = APIRouter(tags=["evidence"])
 Managers = Annotated[Principal, require_role("manager", "certifier")]
+PackId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="Evidence pack id (from POST /evidence).")]
 
 
 class EvidenceRequest(BaseModel):
@@ -135,7 +137,7 @@ async def _pack(pool: Any, user: Principal, cfg: Any, pack_id: int, cols: str) -
 
 
 @router.get("/evidence/{pack_id}")
-async def show(request: Request, pack_id: int, pool: PoolDep, cfg: PlantDep, user: Managers) -> dict[str, Any]:
+async def show(request: Request, pack_id: PackId, pool: PoolDep, cfg: PlantDep, user: Managers) -> dict[str, Any]:
     """A pack's request, manifest and evaluation summary."""
     pid, created, req, summary, digest, m = await _pack(pool, user, cfg, pack_id,
                                                         "id, created_at, request, summary, sha256")
@@ -147,7 +149,7 @@ async def show(request: Request, pack_id: int, pool: PoolDep, cfg: PlantDep, use
 
 
 @router.get("/evidence/{pack_id}/download", responses={200: {"content": {"application/zip": {}}}})
-async def download(request: Request, pack_id: int, pool: PoolDep, cfg: PlantDep, user: Managers) -> Response:
+async def download(request: Request, pack_id: PackId, pool: PoolDep, cfg: PlantDep, user: Managers) -> Response:
     """The signed pack (zip with attestation.intoto.jsonl at its root)."""
     pid, data, _ = await _pack(pool, user, cfg, pack_id, "id, zip")
     async with pool.connection() as conn:

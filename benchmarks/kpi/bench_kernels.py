@@ -16,11 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from kpi import kernels as K
+from kpi.kernels.counters import DEFAULT_RESET_RATIO as RESET_RATIO
 from kpi.kernels.counters import DEFAULT_WRAP_FRACTION as WRAP
 
 HOUR = 3_600_000_000
 DAYS = 30
 T0 = 1_704_067_200_000_000  # 2024-01-01T00:00Z
+M32 = 2.0**32
+ALL_TIME = (np.array([0], dtype=np.int64), np.array([2**62], dtype=np.int64))  # counters: no calendar clipping
+RULE = (M32, WRAP, RESET_RATIO, 0.0)  # uint32 counters: modulus, wrap fraction, reset ratio, reset below
 
 
 def generate(n_machines: int, per_machine: int, seed: int = 7) -> dict[str, np.ndarray]:
@@ -42,8 +46,8 @@ def generate(n_machines: int, per_machine: int, seed: int = 7) -> dict[str, np.n
     counter_ts = times()
     inc = rng.poisson(3.0, size=n).astype(np.float64).reshape(n_machines, per_machine)
     cum = np.cumsum(inc, axis=1)
-    counter = np.where((np.arange(n_machines) % 2 == 0)[:, None], np.mod(cum, 65536.0), cum + 2**32 - 1e5)
-    counter = np.where(counter >= 2**32, counter - 2**32, counter).ravel()  # uint32 wrap on odd machines
+    counter = cum + 2**32 - 1e5 * (1 + np.arange(n_machines) % 3)[:, None]
+    counter = np.where(counter >= 2**32, counter - 2**32, counter).ravel()  # uint32 counters that wrap
     resets = rng.random(n) < 1e-4
     counter[resets] = 0.0  # PLC restarts
     return {"machine": machine, "state_ts": state_ts, "codes": codes, "counter_ts": counter_ts,
@@ -67,25 +71,24 @@ def run_kernels(d: dict[str, np.ndarray], n_machines: int, threads: int) -> tupl
     offsets = np.arange(n_machines + 1, dtype=np.int64) * per
     if threads <= 1:
         dur = K.state_durations_many(d["state_ts"], d["codes"], offsets, end, bs, be, cs, ce, 0)[0]
-        cnt = K.counter_bucket_sums_many(d["counter_ts"], d["counter"], offsets, bs, be, WRAP)[0]
+        cnt = K.counter_bucket_sums_many(d["counter_ts"], d["counter"], offsets, bs, be, *ALL_TIME, *RULE)[:, 0]
         return dur, cnt
     dur = np.empty((n_machines, nb, 5))
     known = np.empty((n_machines, nb))
     rows = np.zeros((n_machines, nb), dtype=np.int64)
-    cnt = np.zeros((n_machines, nb))
-    crows = np.zeros((n_machines, nb), dtype=np.int64)
+    cnt_all = np.zeros((n_machines, 7, nb))
     cuts = np.linspace(0, n_machines, threads + 1).astype(np.int64)
 
     def part(g: int) -> None:
         m0, m1 = int(cuts[g]), int(cuts[g + 1])
         K.state_durations_many_into(d["state_ts"], d["codes"], offsets[m0:m1 + 1], end, bs, be, cs, ce, 0,
                                     dur[m0:m1], known[m0:m1], rows[m0:m1])
-        K.counter_bucket_sums_many_into(d["counter_ts"], d["counter"], offsets[m0:m1 + 1], bs, be, WRAP,
-                                        cnt[m0:m1], crows[m0:m1])
+        K.counter_bucket_sums_many_into(d["counter_ts"], d["counter"], offsets[m0:m1 + 1], bs, be, *ALL_TIME,
+                                        *RULE, cnt_all[m0:m1])
 
     with ThreadPoolExecutor(threads) as ex:
         list(ex.map(part, range(threads)))
-    return dur, cnt
+    return dur, cnt_all[:, 0]
 
 
 def run_kernels_per_machine(d: dict[str, np.ndarray], n_machines: int) -> tuple[np.ndarray, np.ndarray]:
@@ -101,15 +104,14 @@ def run_kernels_per_machine(d: dict[str, np.ndarray], n_machines: int) -> tuple[
     for m in range(n_machines):
         sl = slice(m * per, (m + 1) * per)
         dur[m] = K.state_durations(d["state_ts"][sl], d["codes"][sl], end, bs, be, cs, ce, 0)[0]
-        cnt[m] = K.counter_bucket_sums(d["counter_ts"][sl], d["counter"][sl], bs, be, WRAP)[0]
+        cnt[m] = K.counter_bucket_sums(d["counter_ts"][sl], d["counter"][sl], bs, be, *ALL_TIME, *RULE)[0]
     return dur, cnt
 
 
 def _counter_delta_np(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
-    w16 = 65536.0 - prev + cur
-    w32 = 2.0**32 - prev + cur
-    return np.select([cur >= prev, (prev < 65536) & (w16 <= 65536 * WRAP), (prev < 2**32) & (w32 <= 2**32 * WRAP)],
-                     [cur - prev, w16, w32], np.maximum(cur, 0.0))
+    w32 = M32 - prev + cur
+    return np.select([cur >= prev, (prev < M32) & (w32 <= M32 * WRAP), cur <= RESET_RATIO * prev],
+                     [cur - prev, w32, cur], 0.0)
 
 
 def _edges() -> np.ndarray:

@@ -11,6 +11,7 @@ from kpi.kernels.counters import (
     counter_bucket_sums_many_into,
     counter_delta,
     counter_increments,
+    counter_step,
 )
 from kpi.kernels.integrals import step_integral
 from kpi.kernels.rollup import group_sums, safe_ratio
@@ -35,7 +36,7 @@ from kpi.kernels.states import (
 __all__ = [
     "DOWN", "IDLE", "N_STATES", "PLANNED_STOP", "RUNNING", "SETUP", "STATES",
     "calendar_time", "counter_bucket_sums", "counter_bucket_sums_many", "counter_bucket_sums_many_into",
-    "counter_delta", "counter_increments", "event_counts", "failure_events", "group_sums", "micro_stops",
+    "counter_delta", "counter_increments", "counter_step", "event_counts", "failure_events", "group_sums", "micro_stops",
     "reduced_speed", "safe_ratio", "state_durations", "state_durations_many", "state_durations_many_into",
     "step_integral",
 ]

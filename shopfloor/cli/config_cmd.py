@@ -24,5 +24,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="Plant YAML file to v
     networked = sum(1 for m in machines if m.device)
     typer.echo(f"{file}: OK: plant {cfg.plant.id}, {len(cfg.devices)} devices, {tags} tags, {len(machines)} machines "
                f"({networked} with a device), {len(cfg.shifts)} shifts")
+    from core.shifts import shift_warnings
+
+    for line in shift_warnings(cfg):
+        typer.echo(f"{file}: warning: {line}", err=True)
     if show:
         typer.echo(cfg.model_dump_json(indent=2))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
+from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -21,19 +24,25 @@ from shopfloor.cli.common import (
 )
 
 kpi_app = typer.Typer(help="Compute KPIs into kpi_values.", no_args_is_help=True)
+MAX_FAILURE_LINES = 5  # per asset; the rest are counted
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, with the traceback of a failure.")]
 
 @kpi_app.command("run")
 def kpi_run(config: ConfigOpt = None, database_url: DbOpt = None,
             interval_s: Annotated[float, typer.Option(help="Seconds between passes.")] = 60.0,
-            once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False, log_level: LogOpt = "info") -> None:
-    """Keep kpi_values current as data arrives (incremental by watermark)."""
-    setup_logging(log_level)
+            once: Annotated[bool, typer.Option(help="One pass, then exit (status 1 if an asset failed).")] = False,
+            log_level: LogOpt = "info", verbose: VerboseOpt = False) -> None:
+    """Keep kpi_values current as data arrives (incremental by watermark).
+
+    A failure in one asset or bucket is logged with the asset and its buckets, and the others go on."""
+    setup_logging("debug" if verbose else log_level)
     from kpi.job import run_forever, run_once
 
     cfg = load(config)
     url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
     if once:
-        typer.echo(report_line("kpi run", run_once(url, cfg)))
+        _quiet_failures(verbose)
+        _finish("kpi run", run_once(url, cfg))
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -41,18 +50,26 @@ def kpi_run(config: ConfigOpt = None, database_url: DbOpt = None,
     run_forever(url, cfg, interval_s=interval_s, stop_event=stop)
 
 
-@kpi_app.command("backfill")
+@kpi_app.command("backfill", help=(
+    "Recompute and store KPIs for a time range, with a progress bar.\n\n"
+    "Every bucket (hour, shift, day) that starts in the range is recomputed from all of its data, so the range "
+    "widens to whole buckets (the output says so). Machines without a watermark get one at the range's end, so "
+    "that `kpi run` goes on from there. Exit status 1 if an asset or bucket failed (the others are stored)."))
 def kpi_backfill(config: ConfigOpt = None, database_url: DbOpt = None,
-                 since: Annotated[str, typer.Option("--from", help="Start, ISO 8601.")] = "",
-                 until: Annotated[str, typer.Option("--to", help="End, ISO 8601.")] = "") -> None:
+                 since: Annotated[str, typer.Option("--from", help=_TIME_HELP % "Start")] = "",
+                 until: Annotated[str, typer.Option("--to", help=_TIME_HELP % "End")] = "",
+                 log_level: LogOpt = "warning", verbose: VerboseOpt = False) -> None:
     """Recompute and store KPIs for a time range, with a progress bar."""
+    setup_logging("debug" if verbose else log_level)
     from kpi.job import backfill
 
     cfg = load(config)
     url = need(database_url, "--database-url", "SHOPFLOOR_DATABASE_URL")
-    start, end = parse_time(need(since, "--from", "-"), "--from"), parse_time(need(until, "--to", "-"), "--to")
+    start = plant_time(need(since, "--from", "-"), "--from", cfg.plant.timezone)
+    end = plant_time(need(until, "--to", "-"), "--to", cfg.plant.timezone)
     if end <= start:
         raise fail("--to must be after --from", 2)
+    _quiet_failures(verbose)
     with typer.progressbar(length=1000, label="backfill", file=sys.stderr) as bar:
         done = [0]
 
@@ -62,7 +79,48 @@ def kpi_backfill(config: ConfigOpt = None, database_url: DbOpt = None,
             done[0] = n
 
         report = backfill(url, cfg, start, end, progress=progress)
-    typer.echo(report_line("backfill", report))
+    if report.widened is not None:
+        a, b = (t.astimezone(ZoneInfo(cfg.plant.timezone)).isoformat() for t in report.widened)
+        typer.echo(f"backfill: range widened to whole buckets: {a} to {b}")
+    _finish("backfill", report)
+
+
+_TIME_HELP = ("%s, ISO 8601 (2026-11-01T08:00). Without an offset it is read on the plant's clock "
+              "(plant.timezone); add +08:00 or Z to give one.")
+
+
+def plant_time(value: str, flag: str, timezone: str) -> datetime:
+    """An ISO 8601 time; one without an offset is local time of the plant."""
+    t = parse_time(value, flag)
+    naive = datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is None
+    return t.replace(tzinfo=ZoneInfo(timezone)) if naive else t
+
+
+def _quiet_failures(verbose: bool) -> None:
+    """One-shot commands print each failure as one line themselves: the job's own log line only with -v."""
+    if not verbose:
+        logging.getLogger("kpi.job").setLevel(logging.CRITICAL)
+
+
+def _finish(what: str, report: Any) -> None:
+    """Print the report line, data-quality flags and failures (one line each); status 1 if anything failed."""
+    typer.echo(report_line(what, report))
+    if report.flags:
+        flags = ", ".join(f"{k} in {n} bucket{'s' if n != 1 else ''}" for k, n in sorted(report.flags.items()))
+        typer.echo(f"{what}: data-quality flags: {flags} (kpi_values.quality_flags; causes in "
+                   "provenance->'data_quality')")
+    shown: dict[str, int] = {}
+    for line in report.failures:
+        asset = line.split(":", 1)[0]
+        shown[asset] = shown.get(asset, 0) + 1
+        if shown[asset] <= MAX_FAILURE_LINES:
+            typer.echo(f"error: {what}: {line}", err=True)
+    for asset, n in shown.items():
+        if n > MAX_FAILURE_LINES:
+            typer.echo(f"error: {what}: {asset}: {n - MAX_FAILURE_LINES} more failed day(s) not shown "
+                       f"({n} in all; --verbose logs each)", err=True)
+    if report.failures:
+        raise typer.Exit(1)
 
 
 def report_line(what: str, report: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from core.devices import DeviceBase, Model, TagBase
 
@@ -15,11 +15,27 @@ class Deadband(Model):
     value: float = Field(ge=0)
 
 
+OpcUaDataType = Literal["Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float",
+                        "Double", "String"]
+_DATA_TYPES = ("Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float", "Double",
+               "String")
+UNSIGNED_BITS = {"Byte": 8, "UInt16": 16, "UInt32": 32, "UInt64": 64}
+
+
 class OpcUaTag(TagBase):
     node: str
     mode: Literal["subscribe", "poll"] = "subscribe"
     sampling_ms: float = Field(default=1000, gt=0)
     deadband: Deadband | None = None
+    # the node's declared type (a counter of an unsigned type wraps there); `type: uint32` is accepted too
+    data_type: OpcUaDataType | None = Field(default=None, validation_alias=AliasChoices("data_type", "type"))
+
+    @field_validator("data_type", mode="before")
+    @classmethod
+    def _data_type(cls, v: object) -> object:
+        names = {n.lower(): n for n in _DATA_TYPES}
+        names.update({"float32": "Float", "float64": "Double", "bool": "Boolean", "int8": "SByte", "uint8": "Byte"})
+        return names.get(v.lower(), v) if isinstance(v, str) else v
 
     @field_validator("node")
     @classmethod
@@ -63,3 +79,7 @@ class OpcUaDevice(DeviceBase):
 
     def polled(self, tag: str) -> bool:
         return bool(self.tag(tag).mode == "poll")
+
+    def counter_modulus(self, tag: str) -> float | None:
+        bits = UNSIGNED_BITS.get(self.tag(tag).data_type or "")
+        return None if bits is None else float(2**bits)
