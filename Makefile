@@ -4,13 +4,15 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test lint timescaledb bench clean
+.PHONY: help venv demo test lint timescaledb bench clean vendor screenshots
 
 help:
 	@echo "make demo         simulated factory -> edge -> collector -> KPIs on embedded PostgreSQL and broker"
 	@echo "make test         create the environment, lint, and run the whole suite (real services on loopback)"
 	@echo "make timescaledb  build and install TimescaleDB (Apache-2 edition) for the local PostgreSQL (root)"
 	@echo "make bench        run the benchmarks (ratios against references in the same run)"
+	@echo "make vendor       fetch the dashboard's pinned htmx and ECharts from npm into package data"
+	@echo "make screenshots  save a screenshot of each dashboard page under docs/screenshots/ (headless Chromium)"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +45,13 @@ bench: venv
 	$(BIN)/python benchmarks/kpi/bench_kernels.py --scale 0.1
 	$(BIN)/python benchmarks/api/bench_api.py --interval-s 30 --seconds 5
 	$(BIN)/python benchmarks/evidence/bench_evidence.py --days 1 --machines 100
+	$(BIN)/python benchmarks/dashboard/bench_dashboard.py --repeat 1
+
+vendor:
+	bash api/dashboard/vendor.sh
+
+screenshots: venv
+	$(BIN)/python -m tests.screenshots docs/screenshots
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -119,6 +119,15 @@ class Asset(Model):
         return self
 
 
+class Reason(Model):
+    """A node of the downtime reason tree operators choose from (`downtime_reasons` in the plant file)."""
+
+    code: str = Field(min_length=1, max_length=64)
+    name: str = ""
+    name_zh: str = ""
+    children: list[Reason] = Field(default_factory=list)
+
+
 class EdgeSettings(Model):
     gateway_id: str | None = None
     buffer_path: str = "shopfloor-buffer.sqlite"
@@ -189,6 +198,7 @@ class PlantConfig(Model):
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     kpi: KpiSettings = Field(default_factory=KpiSettings)
+    downtime_reasons: list[Reason] = Field(default_factory=list)  # empty: the dashboard's built-in tree
 
     _signals: dict[tuple[str, str], ResolvedSignal] = PrivateAttr(default_factory=dict)
 

@@ -106,7 +106,7 @@ def run_demo(database_url: str | None, broker_url: str | None, workdir: Path, du
         edge_task = asyncio.create_task(edge.run(stop))
         if kpi_thread is not None:
             kpi_thread.start()
-        typer.echo(_banner(cfg_path, database_url, f"mqtt://{bhost}:{bport}", bkind))
+        typer.echo((f"\nDashboard: open {api_url}/?token={api_token}\n" if stop_api else "") + _banner(cfg_path, database_url, f"mqtt://{bhost}:{bport}", bkind))
         if stop_api is not None:
             typer.echo(api_lines(api_url, api_token) + "\n")
         started = time.monotonic()
