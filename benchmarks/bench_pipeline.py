@@ -207,7 +207,7 @@ def role_edge(args: argparse.Namespace) -> None:
             emitted = sum(h.samples for h in e.stats.devices.values())
             connected = sum(1 for h in e.stats.devices.values() if h.connected)
             emit_json(event="tick", t=time.time(), emitted=emitted, buffered=e.buffer.queued_samples,
-                      unflushed=len(e._pending_samples), confirmed=e.forwarder.confirmed_samples,
+                      unflushed=len(e.queue), confirmed=e.forwarder.confirmed_samples,
                       in_flight=len(e.forwarder._in_flight), sent=e.forwarder.sent_batches,
                       resent=e.forwarder.resent_batches, dropped=e.buffer.dropped_samples,
                       connected=connected, loop_lag_s=round(lag, 3))

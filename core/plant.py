@@ -112,7 +112,11 @@ class EdgeSettings(Model):
     buffer_path: str = "shopfloor-buffer.sqlite"
     buffer_max_mb: float = Field(default=512, gt=0)
     batch_max_samples: int = Field(default=5000, ge=1, le=100000)
+    # encoded bytes of one uplink batch: well under the broker's message limit (and the collector's)
+    batch_max_bytes: int = Field(default=1024 * 1024, ge=128 * 1024, le=256 * 1024 * 1024)
     batch_max_delay_s: float = Field(default=0.2, gt=0, le=60)
+    # samples waiting in memory while the disk refuses writes; past it the oldest are dropped and reported
+    memory_queue_max_mb: float = Field(default=16, gt=0, le=4096)
     uplink_topic_prefix: str = "shopfloor/v1"
 
 
