@@ -8,10 +8,11 @@ Stages after the edge never look at protocol names: they ask the device model (`
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.mqtt import parse_broker_url
+from core.mqtt import parse_broker_url, redact_url
 
 
 class Model(BaseModel):
@@ -37,6 +38,15 @@ class DeviceBase(Model):
     timeout_s: float = Field(default=3.0, gt=0, le=600)
     tags: list[Any] = Field(min_length=1)
 
+    @field_validator("endpoint")
+    @classmethod
+    def _no_credentials(cls, v: str) -> str:
+        if "@" in (urlsplit(v).netloc if "://" in v else ""):
+            raise ValueError("the endpoint carries credentials (user:password@host); write the host only, put the "
+                             "user in 'username' and the password in an environment variable named by "
+                             "'password_env' (for OPC UA under 'security')")
+        return v
+
     def tag(self, name: str) -> Any:
         """The tag called `name`; KeyError if the device has none."""
         for t in self.tags:
@@ -59,7 +69,7 @@ def mqtt_endpoint(v: str) -> str:
     try:
         parse_broker_url(v)
     except ValueError as exc:
-        raise ValueError(f"endpoint must be mqtt://host:1883 or mqtts://host:8883, got {v!r}") from exc
+        raise ValueError(f"endpoint must be mqtt://host:1883 or mqtts://host:8883, got {redact_url(v)!r}") from exc
     return v
 
 

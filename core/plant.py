@@ -107,6 +107,26 @@ class Asset(Model):
         return self
 
 
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def topic_safe_id(v: str, what: str) -> str:
+    """An id that becomes one MQTT topic level: letters, digits, . _ - (at most 64), no wildcards or slashes."""
+    if not _SAFE_ID.match(v):
+        raise ValueError(f"{what} {v[:80]!r} is not topic-safe: use 1-64 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit (no '/', '+', '#', spaces)")
+    return v
+
+
+def topic_prefix(v: str) -> str:
+    """A topic prefix of one or more topic-safe levels separated by '/'."""
+    levels = v.split("/")
+    if len(v) > 200 or not all(_SAFE_ID.match(level) for level in levels):
+        raise ValueError(f"uplink_topic_prefix {v[:80]!r} is not a plain topic: use levels of letters, digits, "
+                         "'.', '_' or '-' separated by '/' (no '+', '#', '$', empty levels), e.g. shopfloor/v1")
+    return v
+
+
 class EdgeSettings(Model):
     gateway_id: str | None = None
     buffer_path: str = "shopfloor-buffer.sqlite"
@@ -118,6 +138,16 @@ class EdgeSettings(Model):
     # samples waiting in memory while the disk refuses writes; past it the oldest are dropped and reported
     memory_queue_max_mb: float = Field(default=16, gt=0, le=4096)
     uplink_topic_prefix: str = "shopfloor/v1"
+
+    @field_validator("gateway_id")
+    @classmethod
+    def _gateway_id(cls, v: str | None) -> str | None:
+        return None if v is None else topic_safe_id(v, "gateway_id")
+
+    @field_validator("uplink_topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return topic_prefix(v)
 
 
 class CollectorSettings(Model):

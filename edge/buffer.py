@@ -89,7 +89,6 @@ class StoreAndForward:
     def __init__(self, path: str | Path, gateway_id: str, max_bytes: int = 512 * 1024 * 1024,
                  chunk_max_bytes: int = 1024 * 1024) -> None:
         self.path = str(path)
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.gateway_id = gateway_id
         self.max_bytes = max_bytes
         self.chunk_max_bytes = chunk_max_bytes
@@ -100,12 +99,17 @@ class StoreAndForward:
         self.data_bytes = max(max_bytes - self.wal_bytes - self.reserve_bytes - 2 * headroom, 64 * 1024)
         self._lock = threading.Lock()
         self._reserve_path = self.path + RESERVE_SUFFIX
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._freed: set[int] = set()  # confirmed chunks a full disk kept us from deleting yet
         self._in_flight: set[int] = set()
         self._seq = 0
         self.full = False  # the last write hit a full disk
-        self._critical(self._open)
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._critical(self._open)
+        except (sqlite3.Error, OSError) as exc:
+            raise ShopfloorError(f"edge.buffer_path {self.path}: cannot open the store-and-forward file ({exc}); "
+                                 "check the path, its permissions and free space, or move a foreign file away") from exc
         self._take_reserve()
         if self._count:
             log.info("buffer=%s recovered_samples=%d event=replay_after_restart", self.path, self._count)
