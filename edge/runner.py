@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.mqtt import redact_url
 from core.plant import PlantConfig
 from core.record import Quality, Sample, StatusEvent, now_us
 from edge.buffer import StoreAndForward, is_disk_full
@@ -76,7 +77,7 @@ class DeviceRunner:
             self.log.info("device=%s event=connected", self.device.id)
         else:
             self.log.warning("device=%s event=disconnected reason=%r hint='check the endpoint %s is reachable; "
-                             "retrying with backoff'", self.device.id, reason, self.device.endpoint)
+                             "retrying with backoff'", self.device.id, reason, redact_url(self.device.endpoint))
         ts = now_us()
         bad: list[Sample] = []
         if not connected:  # the gap is explicit in the data: one bad-quality sample per tag, with the reason

@@ -172,3 +172,27 @@ def test_batches_stay_under_the_byte_cap_and_an_oversize_sample_is_counted(tmp_p
         b.end(p)
     assert got == 100
     b.close()
+
+
+def test_the_forwarder_never_builds_a_batch_over_batch_max_bytes(tmp_path: Path) -> None:
+    """After an outage with large text values, every payload on the wire stays under the cap."""
+    from edge.uplink import Forwarder
+
+    cap = 128 * 1024
+    b = StoreAndForward(tmp_path / "b.sqlite", "gw", chunk_max_bytes=cap - cap // 8)
+    for i in range(40):  # the backlog of a cut: 40 flushes of 20 samples with 3 kB texts
+        b.add([Sample("d", "t", 1_700_000_000_000_000 + i * 100 + j, None, "x" * 3000) for j in range(20)])
+    sink = GateSink()
+    fwd = Forwarder(b, sink, batch_max_samples=5000, batch_max_bytes=cap)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(fwd.run(stop))
+        assert await wait_for(lambda: b.queued_samples == 0, 10)
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    assert len(sink.samples) == 800
+    assert cap // 2 < sink.max_payload <= cap
+    b.close()
