@@ -200,6 +200,7 @@ class Edge:
         devices = [d for d in cfg.devices if device_ids is None or d.id in device_ids]
         self.queue = MemoryQueue(int(e.memory_queue_max_mb * 1024 * 1024))
         self.disk_failing = False
+        self.outage_dropped = 0  # samples the memory queue dropped since the disk started refusing writes
         self.runners = []
         for d in devices:
             health = DeviceHealth(d.id, d.protocol)
@@ -222,15 +223,17 @@ class Edge:
             if not self.disk_failing:
                 self.disk_failing = True
                 log.error("buffer=%s event=buffer_write_failed error=%r disk_full=%s queued_in_memory=%d "
-                          "memory_queue_max_mb=%.0f hint='free disk space at edge.buffer_path; the edge keeps "
+                          "memory_queue_max_mb=%.1f hint='free disk space at edge.buffer_path; the edge keeps "
                           "running and writes the queue as soon as it can, dropping the oldest samples (counted, "
                           "reported as gaps) past the memory limit'", self.buffer.path, str(exc),
                           is_disk_full(exc), len(self.queue), self.queue.max_bytes / 1048576)
             return
         if self.disk_failing:
             self.disk_failing = False
-            log.info("buffer=%s event=buffer_write_recovered dropped_total=%d", self.buffer.path,
-                     self.buffer.dropped_samples)
+            self._count_memory_drops()
+            log.info("buffer=%s event=buffer_write_recovered dropped_in_outage=%d dropped_total=%d",
+                     self.buffer.path, self.outage_dropped, self.buffer.dropped_samples)
+            self.outage_dropped = 0
         if oversize:
             self.queue.gaps.add(oversize, "oversize")
             self.buffer.count_dropped(len(oversize))
@@ -243,11 +246,15 @@ class Edge:
 
     def _count_memory_drops(self) -> None:
         n = self.queue.take_dropped()
-        if n:
-            self.buffer.count_dropped(n)
-            log.warning("buffer=%s event=memory_queue_full dropped=%d dropped_total=%d hint='the disk buffer "
-                        "refuses writes; free disk space at edge.buffer_path'", self.buffer.path, n,
+        if not n:
+            return
+        self.buffer.count_dropped(n)
+        if not self.outage_dropped:  # once per outage; the total comes with the recovery line
+            log.warning("buffer=%s event=memory_queue_full dropped=%d dropped_total=%d policy=drop_oldest "
+                        "hint='the disk buffer refuses writes; free disk space at edge.buffer_path; every drop is "
+                        "counted and sent to the collector as a gap'", self.buffer.path, n,
                         self.buffer.dropped_samples)
+        self.outage_dropped += n
 
     async def _flusher(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
