@@ -155,6 +155,11 @@ class CollectorSettings(Model):
     ledger_grace_s: float = Field(default=300, ge=0)
     share_group: str = "shopfloor-collectors"
 
+    @field_validator("share_group")
+    @classmethod
+    def _share_group(cls, v: str) -> str:
+        return topic_safe_id(v, "share_group")
+
 
 class KpiSettings(Model):
     micro_stop_s: float = Field(default=0, ge=0)

@@ -91,6 +91,11 @@ def test_ids_that_become_topic_levels_must_be_topic_safe(tmp_path: Path, edge: s
     assert f"plant.yaml:2: {field}:" in line and "topic" in line
 
 
+def test_the_collectors_share_group_must_be_topic_safe(tmp_path: Path) -> None:
+    line = refused(tmp_path, HEAD + "collector: {share_group: 'a/#'}\n")
+    assert "plant.yaml:2: collector.share_group:" in line and "topic-safe" in line
+
+
 def test_buffer_path_is_read_from_the_plant_files_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "site").mkdir()
     f = tmp_path / "site" / "plant.yaml"

@@ -28,6 +28,9 @@ def test_three_minute_soak_loses_nothing_and_duplicates_nothing(tmp_path: Path) 
     assert f["lost"] == 0, r.stdout
     assert f["duplicated"] == 0, r.stdout
     assert f["recovery_failed"] == 0, r.stdout
-    assert f["dropped_counted"] >= f["missing_inside_gaps"] - f["unread_while_edge_killed"], r.stdout
+    # the full disk made the memory queue overflow: those drops are counted and every missing number of them
+    # lies inside a gap the edge reported
+    assert f["dropped_by_reason"].get("memory_full", 0) > 0, r.stdout
+    assert f["missing_inside_gaps"] <= f["dropped_counted"], r.stdout
     assert f["bad_samples_at_edge"], "the hostile device payloads became bad samples with their reason"
     assert r.returncode == 0, r.stdout + r.stderr
