@@ -120,3 +120,30 @@ def test_a_device_task_that_dies_is_restarted_by_the_supervisor(broker: tuple[st
     down = next(e for e in sink.events if e.state == "disconnected")
     assert down.reason == "device task failed: KeyError: 'endpoint table'"
     assert "event=task_died" in caplog.text
+
+
+def test_a_sample_larger_than_a_batch_is_dropped_counted_and_reported(broker: tuple[str, int],
+                                                                      tmp_path: Path) -> None:
+    from tests.test_edge_disk import GateSink
+
+    cfg = cfg_with([mqtt_device(broker, "d1")], tmp_path)
+    cfg = cfg.model_copy(update={"edge": cfg.edge.model_copy(update={"batch_max_bytes": 128 * 1024})})
+    sink = GateSink()
+    pub = Publisher(*broker)
+
+    async def main() -> None:
+        edge = Edge(cfg, sink)
+        stop = asyncio.Event()
+        task = asyncio.create_task(edge.run(stop))
+        assert await wait_for(lambda: any(e.state == "connected" for e in sink.events), 10)
+        await asyncio.to_thread(pub.send, "hostile/d1", b'{"temp": "' + b"x" * 200_000 + b'"}')
+        await asyncio.to_thread(pub.send, "hostile/d1", b'{"temp": 5}')
+        assert await wait_for(lambda: bool(sink.gaps) and any(s.value == 5.0 for s in sink.samples), 10)
+        assert edge.buffer.dropped_samples == 1
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    pub.stop()
+    assert [(g.device_id, g.count, g.reason) for g in sink.gaps] == [("d1", 1, "oversize")]
+    assert sink.max_payload <= 128 * 1024
