@@ -303,9 +303,11 @@ class StoreAndForward:
         excess = self._pages_bytes() - int(self.data_bytes * 0.9)
         dropped = freed = 0
         spans: dict[str, list[int]] = {}
-        rows = self._db.execute("SELECT id, n, n_samples, nbytes, spans FROM chunk WHERE n_samples > 0 "
+        kept_events: list[Any] = []  # a dropped chunk's status events and gap records move to the new chunk
+        kept_gaps: list[Any] = []
+        rows = self._db.execute("SELECT id, n, n_samples, nbytes, spans, events, gaps FROM chunk WHERE n_samples > 0 "
                                 "ORDER BY id LIMIT ?", (len(self._in_flight) + 10000,)).fetchall()
-        for cid, n, n_samples, nbytes, chunk_spans in rows:
+        for cid, n, n_samples, nbytes, chunk_spans, events, old_gaps in rows:
             if freed >= excess:
                 break
             if cid in self._in_flight or cid in self._freed:
@@ -315,6 +317,8 @@ class StoreAndForward:
             self._bytes -= nbytes
             self._count -= n
             dropped += n_samples
+            kept_events += json.loads(events)
+            kept_gaps += json.loads(old_gaps)
             for dev, (lo, hi, k) in json.loads(chunk_spans).items():
                 span = spans.setdefault(dev, [lo, hi, 0])
                 span[0], span[1], span[2] = min(span[0], lo), max(span[1], hi), span[2] + k
@@ -323,11 +327,12 @@ class StoreAndForward:
         self.dropped_samples += dropped
         self._set_meta("dropped_samples", self.dropped_samples)
         gaps = [Gap(dev, lo, hi, k, "buffer_full", self.gateway_id) for dev, (lo, hi, k) in spans.items()]
-        body = _dumps([g.to_row() for g in gaps])
-        self._db.execute("INSERT INTO chunk(n, n_samples, nbytes, samples, events, gaps) VALUES (?, 0, ?, x'5b5d', x'5b5d', ?)",
-                         (len(gaps), len(body), body))
-        self._bytes += len(body)
-        self._count += len(gaps)
+        body, ebody = _dumps([g.to_row() for g in gaps] + kept_gaps), _dumps(kept_events)
+        n = len(gaps) + len(kept_gaps) + len(kept_events)
+        self._db.execute("INSERT INTO chunk(n, n_samples, nbytes, samples, events, gaps) VALUES (?, 0, ?, x'5b5d', ?, ?)",
+                         (n, len(body) + len(ebody), ebody, body))
+        self._bytes += len(body) + len(ebody)
+        self._count += n
         log.warning("buffer=%s event=dropped_oldest dropped=%d dropped_total=%d devices=%d max_mb=%.1f "
                     "hint='uplink or database has been down too long; raise edge.buffer_max_mb'",
                     self.path, dropped, self.dropped_samples, len(gaps), self.max_bytes / 1e6)

@@ -84,3 +84,18 @@ def test_survives_kill_9(tmp_path: Path) -> None:
     assert p is not None and [s.value for s in p.samples()] == [float(i) for i in range(100)]
     assert os.path.exists(path)
     b.close()
+
+
+def test_status_events_and_gap_records_survive_a_drop_of_their_chunk(tmp_path: Path) -> None:
+    from core.record import Gap
+
+    b = StoreAndForward(tmp_path / "b.sqlite", "gw", max_bytes=400_000)
+    b.add(samples(200), [StatusEvent("dev", 5, "disconnected", "cable")], [Gap("dev", 1, 2, 7, "memory_full")])
+    for i in range(1, 100):
+        b.add(samples(200, i * 200))
+    assert b.dropped_samples > 0
+    kept = b.begin(100_000, 10**9)
+    assert kept is not None
+    assert [(e.state, e.reason) for e in kept.events()] == [("disconnected", "cable")]
+    assert ("memory_full", 7) in [(g.reason, g.count) for g in kept.gaps()]
+    b.close()
