@@ -23,13 +23,14 @@ import logging
 import os
 import sqlite3
 import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.errors import ShopfloorError
 from core.record import Gap, Sample, StatusEvent
+from edge.chunks import Pending, device_spans, dumps_rows
+
+__all__ = ["Pending", "StoreAndForward", "device_spans", "is_disk_full"]
 
 log = logging.getLogger(__name__)
 
@@ -40,49 +41,6 @@ def is_disk_full(exc: BaseException) -> bool:
     """True for SQLite's 'database or disk is full' (and the I/O errors a full filesystem gives)."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     return name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) or "disk is full" in str(exc)
-
-
-@dataclass
-class Pending:
-    """Chunks handed out by begin() and not yet confirmed or returned.
-
-    The rows stay as the JSON arrays they were stored as: the uplink joins them into a payload without
-    decoding and re-encoding every sample (see record.encode_batch).
-    """
-
-    chunk_ids: list[int]
-    n_samples: int = 0
-    sample_parts: list[bytes] = field(default_factory=list)
-    event_parts: list[bytes] = field(default_factory=list)
-    gap_parts: list[bytes] = field(default_factory=list)
-    nbytes: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def samples(self) -> list[Sample]:
-        """Decode the rows (single-node mode and tests; the MQTT uplink never needs to)."""
-        return [Sample.from_row(r) for part in self.sample_parts for r in json.loads(part)]
-
-    def events(self) -> list[StatusEvent]:
-        return [StatusEvent.from_row(r) for part in self.event_parts for r in json.loads(part)]
-
-    def gaps(self) -> list[Gap]:
-        return [Gap.from_row(r) for part in self.gap_parts for r in json.loads(part)]
-
-
-def _dumps(rows: list[Any]) -> bytes:
-    return json.dumps(rows, separators=(",", ":")).encode()
-
-
-def device_spans(samples: list[Sample]) -> dict[str, list[int]]:
-    """device -> [first ts_us, last ts_us, count]: what a gap record needs if these samples are dropped."""
-    spans: dict[str, list[int]] = {}
-    for s in samples:
-        span = spans.get(s.device_id)
-        if span is None:
-            spans[s.device_id] = [s.ts_us, s.ts_us, 1]
-        else:
-            span[0], span[1], span[2] = min(span[0], s.ts_us), max(span[1], s.ts_us), span[2] + 1
-    return spans
 
 
 class StoreAndForward:
@@ -220,7 +178,7 @@ class StoreAndForward:
         size = 2
         for s in samples:
             row = s.to_row()
-            n = len(_dumps(row)) + 1
+            n = len(dumps_rows(row)) + 1
             if n > self.chunk_max_bytes - 2:
                 oversize.append(s)
                 continue
@@ -247,8 +205,8 @@ class StoreAndForward:
             for g in gaps:
                 g.gateway_id = self.gateway_id
             rows, groups, oversize = self.split(samples)
-            chunks = [(_dumps(r), _dumps([e.to_row() for e in events]) if i == 0 else b"[]",
-                       _dumps([g.to_row() for g in gaps]) if i == 0 else b"[]", device_spans(grp))
+            chunks = [(dumps_rows(r), dumps_rows([e.to_row() for e in events]) if i == 0 else b"[]",
+                       dumps_rows([g.to_row() for g in gaps]) if i == 0 else b"[]", device_spans(grp))
                       for i, (r, grp) in enumerate(zip(rows, groups, strict=True))]
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -327,7 +285,7 @@ class StoreAndForward:
         self.dropped_samples += dropped
         self._set_meta("dropped_samples", self.dropped_samples)
         gaps = [Gap(dev, lo, hi, k, "buffer_full", self.gateway_id) for dev, (lo, hi, k) in spans.items()]
-        body, ebody = _dumps([g.to_row() for g in gaps] + kept_gaps), _dumps(kept_events)
+        body, ebody = dumps_rows([g.to_row() for g in gaps] + kept_gaps), dumps_rows(kept_events)
         n = len(gaps) + len(kept_gaps) + len(kept_events)
         self._db.execute("INSERT INTO chunk(n, n_samples, nbytes, samples, events, gaps) VALUES (?, 0, ?, x'5b5d', ?, ?)",
                          (n, len(body) + len(ebody), ebody, body))
