@@ -67,7 +67,7 @@ async def bare(endpoint: str, nodes: int, seconds: float, sampling_ms: float) ->
 
 
 async def driver(endpoint: str, nodes: int, seconds: float, sampling_ms: float) -> tuple[int, float]:
-    dev = OpcUaDevice(id="bench", protocol="opcua", endpoint=endpoint, tags=[
+    dev = OpcUaDevice(id="bench", protocol="opcua", endpoint=endpoint, security={"policy": "None"}, tags=[
         {"name": f"v{i}", "node": f"ns=2;s=v{i}", "sampling_ms": sampling_ms} for i in range(nodes)])
     drv = OpcUaDriver(dev, logging.getLogger("bench"))
     await drv.connect()

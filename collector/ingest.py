@@ -26,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.errors import BatchRejectedError, TransientDbError
+from collector.gaps import gap_reject_payloads, store_gaps
 from collector.writer import SampleWriter, WriteResult
 from core.mqtt import mqtt_client
 from core.record import StatusEvent, decode_batch
@@ -149,6 +150,7 @@ class BatchProcessor:
             confirm[batch.gateway_id].append((batch.batch_id, payload_digest(batch.payload)))
         try:
             result = self.writer.write_rows(rows, events)
+            bad = [*bad, *gap_reject_payloads(store_gaps(self.writer.connection(), (b.payload for b in batches)))]
         except BatchRejectedError as exc:
             if len(batches) > 1:  # find the one batch the database refuses; the others go in
                 merged: Confirm = defaultdict(list)

@@ -127,6 +127,10 @@ class SampleWriter:
         self._conn = conn
         return conn
 
+    def connection(self) -> psycopg.Connection[Any]:
+        """The writer's open connection (autocommit), for writes that belong with a batch (gap records)."""
+        return self._connection()
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:

@@ -17,7 +17,9 @@ from core.errors import ConfigError
 from core.plant import Asset, PlantConfig
 from core.registry import protocols
 
-__all__ = ["Problem", "cross_check", "load_config", "parse_config"]
+__all__ = ["Problem", "cross_check", "load_config", "parse_config", "resolve_buffer_path"]
+
+SECRET_KEYS = frozenset({"password", "passwd", "pwd", "secret", "token"})
 
 
 # --------------------------------------------------------------------------- cross-reference checks
@@ -155,7 +157,35 @@ def load_config(path: str | os.PathLike[str]) -> PlantConfig:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config: {exc.strerror or exc}") from exc
-    return parse_config(text, str(p))
+    cfg = parse_config(text, str(p))
+    resolved = resolve_buffer_path(cfg.edge.buffer_path, p, _key_line(text, "buffer_path"))
+    return cfg.model_copy(update={"edge": cfg.edge.model_copy(update={"buffer_path": resolved})})
+
+
+def _key_line(text: str, key: str) -> int:
+    for i, line in enumerate(text.splitlines(), start=1):
+        if line.strip().startswith(f"{key}:") or f" {key}:" in line or f"{{{key}:" in line:
+            return i
+    return 1
+
+
+def resolve_buffer_path(buffer_path: str, plant_file: Path, line: int = 1) -> str:
+    """edge.buffer_path as an absolute path: relative ones are read from the plant file's folder and must stay
+    inside it; neither may be the plant file itself. ConfigError (one line) otherwise."""
+    folder = plant_file.resolve().parent
+    given = Path(buffer_path).expanduser()
+    target = given if given.is_absolute() else folder / given
+    target = target.resolve()
+    where = f"{plant_file}:{line}: edge.buffer_path"
+    if not given.is_absolute() and not target.is_relative_to(folder):
+        raise ConfigError(f"{where}: {buffer_path!r} leads outside the plant file's folder {folder}; use a path "
+                          "inside it, or an absolute path")
+    if target == plant_file.resolve():
+        raise ConfigError(f"{where}: {buffer_path!r} is the plant file itself; name a separate file such as "
+                          "shopfloor-buffer.sqlite")
+    if target.is_dir():
+        raise ConfigError(f"{where}: {target} is a folder; name a file in it such as shopfloor-buffer.sqlite")
+    return str(target)
 
 
 def parse_config(text: str, filename: str = "<config>") -> PlantConfig:
@@ -186,7 +216,10 @@ def parse_config(text: str, filename: str = "<config>") -> PlantConfig:
                 loc = (*loc, "protocol")
             where = _line_for(lines, loc)
             msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
+            if err["type"] == "extra_forbidden" and loc and str(loc[-1]).lower() in SECRET_KEYS:
+                msg = ("passwords never go in the plant file: put it in an environment variable and name that "
+                       "variable with 'password_env'")
+            elif err["type"] == "extra_forbidden":
                 msg = "unknown key (check spelling; see README 'Configuration')"
             elif err["type"] == "union_tag_invalid":
                 msg = f"unknown protocol {err.get('ctx', {}).get('tag')!r} (expected one of {', '.join(protocols())})"

@@ -7,12 +7,24 @@ Stages after the edge never look at protocol names: they ask the device model (`
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.mqtt import parse_broker_url
+from core.mqtt import parse_broker_url, redact_url
 from core.wire_limits import id_problem
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def topic_safe_id(v: str, what: str) -> str:
+    """An id that becomes one MQTT topic level: letters, digits, . _ - (at most 64), no wildcards or slashes."""
+    if not SAFE_ID.match(v):
+        raise ValueError(f"{what} {v[:80]!r} is not topic-safe: use 1-64 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit (no '/', '+', '#', spaces)")
+    return v
 
 
 def gateway_id_value(v: str | None) -> str | None:
@@ -20,7 +32,7 @@ def gateway_id_value(v: str | None) -> str | None:
     problem = id_problem(v, "gateway id") if v is not None else None
     if problem:
         raise ValueError(problem)
-    return v
+    return None if v is None else topic_safe_id(v, "gateway id")
 
 
 class Model(BaseModel):
@@ -52,6 +64,15 @@ class DeviceBase(Model):
     def _gateway_id(cls, v: str | None) -> str | None:
         return gateway_id_value(v)
 
+    @field_validator("endpoint")
+    @classmethod
+    def _no_credentials(cls, v: str) -> str:
+        if "@" in (urlsplit(v).netloc if "://" in v else ""):
+            raise ValueError("the endpoint carries credentials (user:password@host); write the host only, put the "
+                             "user in 'username' and the password in an environment variable named by "
+                             "'password_env' (for OPC UA under 'security')")
+        return v
+
     def tag(self, name: str) -> Any:
         """The tag called `name`; KeyError if the device has none."""
         for t in self.tags:
@@ -74,7 +95,7 @@ def mqtt_endpoint(v: str) -> str:
     try:
         parse_broker_url(v)
     except ValueError as exc:
-        raise ValueError(f"endpoint must be mqtt://host:1883 or mqtts://host:8883, got {v!r}") from exc
+        raise ValueError(f"endpoint must be mqtt://host:1883 or mqtts://host:8883, got {redact_url(v)!r}") from exc
     return v
 
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from core.devices import DeviceBase, Model, gateway_id_value
+from core.devices import SAFE_ID, DeviceBase, Model, gateway_id_value, topic_safe_id
 from core.registry import device_models
 
 STATES = ("running", "idle", "down", "setup", "planned_stop")
@@ -128,13 +128,36 @@ class Reason(Model):
     children: list[Reason] = Field(default_factory=list)
 
 
+def topic_prefix(v: str) -> str:
+    """A topic prefix of one or more topic-safe levels separated by '/'."""
+    levels = v.split("/")
+    if len(v) > 200 or not all(SAFE_ID.match(level) for level in levels):
+        raise ValueError(f"uplink_topic_prefix {v[:80]!r} is not a plain topic: use levels of letters, digits, "
+                         "'.', '_' or '-' separated by '/' (no '+', '#', '$', empty levels), e.g. shopfloor/v1")
+    return v
+
+
 class EdgeSettings(Model):
     gateway_id: str | None = None
     buffer_path: str = "shopfloor-buffer.sqlite"
     buffer_max_mb: float = Field(default=512, gt=0)
     batch_max_samples: int = Field(default=5000, ge=1, le=100000)
+    # encoded bytes of one uplink batch: well under the broker's message limit (and the collector's)
+    batch_max_bytes: int = Field(default=1024 * 1024, ge=128 * 1024, le=256 * 1024 * 1024)
     batch_max_delay_s: float = Field(default=0.2, gt=0, le=60)
+    # samples waiting in memory while the disk refuses writes; past it the oldest are dropped and reported
+    memory_queue_max_mb: float = Field(default=16, gt=0, le=4096)
     uplink_topic_prefix: str = "shopfloor/v1"
+
+    @field_validator("gateway_id")
+    @classmethod
+    def _gateway_id(cls, v: str | None) -> str | None:
+        return None if v is None else topic_safe_id(v, "gateway_id")
+
+    @field_validator("uplink_topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return topic_prefix(v)
 
 
 class Gateway(Model):
@@ -153,6 +176,11 @@ class CollectorSettings(Model):
     batch_max_rows: int = Field(default=20000, ge=1)
     ledger_grace_s: float = Field(default=300, ge=0)
     share_group: str = "shopfloor-collectors"
+
+    @field_validator("share_group")
+    @classmethod
+    def _share_group(cls, v: str) -> str:
+        return topic_safe_id(v, "share_group")
 
 
 class KpiSettings(Model):

@@ -14,8 +14,11 @@ from typing import Any
 from core import wire_limits as lim
 from core.times import now_us
 
-__all__ = ["SAMPLE_COLUMNS", "SAMPLE_TYPES", "WIRE_FIELDS", "Batch", "Quality", "Sample", "StatusEvent", "check_row",
-           "decode_batch", "encode_batch", "now_us"]
+__all__ = ["SAMPLE_COLUMNS", "SAMPLE_TYPES", "WIRE_FIELDS", "Batch", "Gap", "Quality", "Sample", "StatusEvent",
+           "check_row", "decode_batch", "decode_gaps", "encode_batch", "now_us"]
+
+
+Reject = tuple[str, Any]  # (reason, the raw row as received)
 
 
 class Quality(StrEnum):
@@ -160,6 +163,59 @@ class StatusEvent:
         return cls(dev, ts, state, reason, gw)
 
 
+GAP_REASONS = ("buffer_full", "memory_full", "oversize")
+
+
+@dataclass(slots=True)
+class Gap:
+    """Samples of one device the gateway dropped by its stated policy: the time range they covered and how many.
+
+    reason: buffer_full (disk buffer over edge.buffer_max_mb, oldest dropped), memory_full (the disk refused
+    writes and the memory queue overflowed, oldest dropped), oversize (one sample larger than a batch may be).
+    """
+
+    device_id: str
+    from_us: int
+    to_us: int
+    count: int
+    reason: str
+    gateway_id: str = ""
+
+    def to_row(self) -> list[Any]:
+        return [self.device_id, self.from_us, self.to_us, self.count, self.reason, self.gateway_id]
+
+    @classmethod
+    def from_row(cls, r: Any) -> Gap:
+        if type(r) is not list or len(r) != 6:
+            raise ValueError("gap row must be a list of 6 fields [device_id, from_us, to_us, count, reason, gateway_id]")
+        dev, lo, hi, n, reason, gw = r
+        if type(dev) is not str or not dev or type(gw) is not str or reason not in GAP_REASONS:
+            raise ValueError(f"gap row needs a device_id, a gateway_id and a reason in {GAP_REASONS}")
+        if type(lo) is not int or type(hi) is not int or type(n) is not int or not 0 < n < 2**53 or \
+                not 0 <= lo <= hi < 2**62:
+            raise ValueError("gap from_us <= to_us and count > 0 must be integers in range")
+        return cls(dev, lo, hi, n, reason, gw)
+
+
+def decode_gaps(payload: bytes) -> tuple[list[Gap], list[Reject]]:
+    """The gap records of an uplink payload (its optional "gaps" list), with rejects for bad rows."""
+    if b'"gaps":[' not in payload or b'"gaps":[]' in payload:
+        return [], []
+    try:
+        doc = json.loads(payload)
+        raw = doc["gaps"]
+    except (ValueError, RecursionError, KeyError, TypeError):
+        return [], []  # the batch decoder reports a payload that is not a batch
+    gaps: list[Gap] = []
+    rejects: list[Reject] = []
+    for i, r in enumerate(raw if isinstance(raw, list) else []):
+        try:
+            gaps.append(Gap.from_row(r))
+        except ValueError as exc:
+            rejects.append((f"bad gap row {i}: {exc}", r))
+    return gaps, rejects
+
+
 @dataclass(slots=True)
 class Batch:
     """What the uplink carries: one gateway's samples and events, with an id the collector acknowledges."""
@@ -185,17 +241,20 @@ class Batch:
         return cls(gateway_id, batch_id, samples, events)
 
 
-def encode_batch(gateway_id: str, batch_id: int, sample_parts: list[bytes], event_parts: list[bytes]) -> bytes:
-    """Join JSON arrays of wire rows (as stored in the edge buffer) into one payload without re-encoding them."""
+def encode_batch(gateway_id: str, batch_id: int, sample_parts: list[bytes], event_parts: list[bytes],
+                 gap_parts: list[bytes] | None = None) -> bytes:
+    """Join JSON arrays of wire rows (as stored in the edge buffer) into one payload without re-encoding them.
+
+    Gap records go in an optional "gaps" list, present only when there are any.
+    """
 
     def join(parts: list[bytes]) -> bytes:
         return b",".join(p[1:-1] for p in parts if len(p) > 2)
 
+    gaps = join(gap_parts or [])
     return (b'{"v":1,"gateway_id":' + json.dumps(gateway_id).encode() + b',"batch_id":' + str(batch_id).encode()
-            + b',"samples":[' + join(sample_parts) + b'],"events":[' + join(event_parts) + b"]}")
-
-
-Reject = tuple[str, Any]  # (reason, the raw row as received)
+            + b',"samples":[' + join(sample_parts) + b'],"events":[' + join(event_parts) + b"]"
+            + (b',"gaps":[' + gaps + b"]" if gaps else b"") + b"}")
 
 
 def decode_batch(payload: bytes) -> tuple[str, int, list[tuple[Any, ...]], list[StatusEvent], list[Reject]]:

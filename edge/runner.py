@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.mqtt import redact_url
 from core.plant import PlantConfig
 from core.record import Quality, Sample, StatusEvent, now_us
-from edge.buffer import StoreAndForward
+from edge.buffer import StoreAndForward, is_disk_full
 from edge.driver import DriverContext
 from edge.drivers import driver_class
 from edge.errors import NotConnected
+from edge.memqueue import MemoryQueue
 from edge.uplink import Forwarder, Sink
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class DeviceHealth:
     samples: int = 0
     bad_samples: int = 0
     reconnects: int = 0
+    crashes: int = 0
     last_sample_us: int = 0
 
 
@@ -59,9 +62,15 @@ class DeviceRunner:
         self.health = health
         self.backoff_max_s = backoff_max_s
         self.log = logging.getLogger(f"edge.device.{device.id}")
-        ctx = DriverContext(self.log, Path(config_dir) if config_dir else Path.cwd())
-        self.driver = drivers(device.protocol)(device, ctx)
-        self.driver.on_state = self._on_device_state
+        self.ctx = DriverContext(self.log, Path(config_dir) if config_dir else Path.cwd())
+        self.drivers = drivers
+        self.driver = self.new_driver()
+
+    def new_driver(self) -> Any:
+        """A fresh driver instance (at start, and after a crash left the old one in an unknown state)."""
+        driver = self.drivers(self.device.protocol)(self.device, self.ctx)
+        driver.on_state = self._on_device_state
+        return driver
 
     def _set_state(self, connected: bool, reason: str) -> None:
         if connected == self.health.connected and (connected or reason == self.health.reason):
@@ -74,7 +83,7 @@ class DeviceRunner:
             self.log.info("device=%s event=disconnected reason=%r", self.device.id, reason)
         else:
             self.log.warning("device=%s event=disconnected reason=%r hint='check the endpoint %s is reachable; "
-                             "retrying with backoff'", self.device.id, reason, self.device.endpoint)
+                             "retrying with backoff'", self.device.id, reason, redact_url(self.device.endpoint))
         ts = now_us()
         bad: list[Sample] = []
         if not connected:  # the gap is explicit in the data: one bad-quality sample per tag, with the reason
@@ -103,6 +112,13 @@ class DeviceRunner:
             except NotConnected as exc:
                 self._set_state(False, str(exc) or "connection lost")
                 self.health.reconnects += 1
+            except Exception as exc:  # a driver failure: a state with its reason, then a fresh connection
+                self.health.crashes += 1
+                self.log.debug("device=%s driver error", self.device.id, exc_info=True)
+                self._set_state(False, f"driver error: {crash_reason(exc)}")
+                self.health.reconnects += 1
+                await _sleep_or_stop(stop, backoff)
+                backoff = min(backoff * 2, self.backoff_max_s)
             finally:
                 await self.driver.close()
         if self.health.connected:
@@ -139,6 +155,34 @@ class DeviceRunner:
                 self.emit(samples, [])
 
 
+def crash_reason(exc: BaseException) -> str:
+    """One line for a status event: the exception type and the start of its message."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+async def supervise(runner: DeviceRunner, stop: asyncio.Event, backoff_max_s: float = 30.0) -> None:
+    """Run one device's task; if it dies, log it, report the device disconnected with the reason, restart it."""
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            await runner.run(stop)
+            return
+        except Exception as exc:  # never let one device's failure end its data silently
+            runner.health.crashes += 1
+            reason = f"device task failed: {crash_reason(exc)}"
+            log.error("device=%s event=task_died reason=%r hint='restarting it in %.0f s; report this with the "
+                      "debug log'", runner.device.id, reason, backoff, exc_info=log.isEnabledFor(logging.DEBUG))
+            try:
+                runner._set_state(False, reason)
+                await runner.driver.close()
+            except Exception:  # the driver is in an unknown state: a new one replaces it
+                log.debug("device=%s close after crash failed", runner.device.id, exc_info=True)
+            await _sleep_or_stop(stop, backoff)
+            backoff = min(backoff * 2, backoff_max_s)
+            runner.driver = runner.new_driver()
+
+
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
@@ -156,41 +200,73 @@ class Edge:
         drivers: protocol -> driver class (default: the `shopfloor.drivers` registry)."""
         self.cfg = cfg
         self.gateway_id = gateway_id or cfg.edge.gateway_id or socket.gethostname()
-        self.buffer = StoreAndForward(buffer_path or cfg.edge.buffer_path, self.gateway_id,
-                                      int(cfg.edge.buffer_max_mb * 1024 * 1024))
+        e = cfg.edge
+        self.buffer = StoreAndForward(buffer_path or e.buffer_path, self.gateway_id, int(e.buffer_max_mb * 1024 * 1024),
+                                      chunk_max_bytes=e.batch_max_bytes - e.batch_max_bytes // 8)
         self.stats = EdgeStats()
         devices = [d for d in cfg.devices if device_ids is None or d.id in device_ids]
-        self._pending_samples: list[Sample] = []
-        self._pending_events: list[StatusEvent] = []
+        self.queue = MemoryQueue(int(e.memory_queue_max_mb * 1024 * 1024))
+        self.disk_failing = False
+        self.outage_dropped = 0  # samples the memory queue dropped since the disk started refusing writes
         self.runners = []
         for d in devices:
             health = DeviceHealth(d.id, d.protocol)
             self.stats.devices[d.id] = health
             self.runners.append(DeviceRunner(d, self._emit, health, config_dir=config_dir, drivers=drivers))
-        self.forwarder = Forwarder(self.buffer, sink, cfg.edge.batch_max_samples)
+        self.forwarder = Forwarder(self.buffer, sink, e.batch_max_samples, batch_max_bytes=e.batch_max_bytes)
 
     @property
     def unflushed_samples(self) -> int:
         """Samples read but not yet written to the disk buffer."""
-        return len(self._pending_samples)
+        return len(self.queue)
 
     def _emit(self, samples: list[Sample], events: list[StatusEvent]) -> None:
-        self._pending_samples.extend(samples)
-        self._pending_events.extend(events)
+        self.queue.push(samples, events)
 
     async def _flush(self) -> None:
-        if not self._pending_samples and not self._pending_events:
+        if not self.queue.samples and not self.queue.events and not self.queue.gaps.spans:
             return
-        samples, events = self._pending_samples, self._pending_events
-        self._pending_samples, self._pending_events = [], []
+        samples, events, gaps = self.queue.take()
         try:
-            await asyncio.to_thread(self.buffer.add, samples, events)
-        except sqlite3.Error as exc:  # disk full, file removed: keep the data in memory and say what to do
-            self._pending_samples[:0], self._pending_events[:0] = samples, events
-            log.error("buffer=%s event=buffer_write_failed error=%r pending=%d hint='check free disk space and "
-                      "permissions of edge.buffer_path; retrying'", self.buffer.path, str(exc), len(samples))
+            oversize = await asyncio.to_thread(self.buffer.add, samples, events, gaps)
+        except sqlite3.Error as exc:  # disk full, file removed: keep the data in memory (bounded) and say so
+            self.queue.put_back(samples, events, gaps)
+            self._count_memory_drops()
+            if not self.disk_failing:
+                self.disk_failing = True
+                log.error("buffer=%s event=buffer_write_failed error=%r disk_full=%s queued_in_memory=%d "
+                          "memory_queue_max_mb=%.1f hint='free disk space at edge.buffer_path; the edge keeps "
+                          "running and writes the queue as soon as it can, dropping the oldest samples (counted, "
+                          "reported as gaps) past the memory limit'", self.buffer.path, str(exc),
+                          is_disk_full(exc), len(self.queue), self.queue.max_bytes / 1048576)
             return
+        if self.disk_failing:
+            self.disk_failing = False
+            self._count_memory_drops()
+            log.info("buffer=%s event=buffer_write_recovered dropped_in_outage=%d dropped_total=%d",
+                     self.buffer.path, self.outage_dropped, self.buffer.dropped_samples)
+            self.outage_dropped = 0
+        if oversize:
+            self.queue.gaps.add(oversize, "oversize")
+            self.buffer.count_dropped(len(oversize))
+            log.warning("buffer=%s event=oversize_dropped samples=%d first=%s/%s batch_max_bytes=%d hint='a "
+                        "single sample is larger than one uplink batch may be; shorten the text value at the "
+                        "source or raise edge.batch_max_bytes'", self.buffer.path, len(oversize),
+                        oversize[0].device_id, oversize[0].tag, self.cfg.edge.batch_max_bytes)
+        self._count_memory_drops()
         self.forwarder.wake()
+
+    def _count_memory_drops(self) -> None:
+        n = self.queue.take_dropped()
+        if not n:
+            return
+        self.buffer.count_dropped(n)
+        if not self.outage_dropped:  # once per outage; the total comes with the recovery line
+            log.warning("buffer=%s event=memory_queue_full dropped=%d dropped_total=%d policy=drop_oldest "
+                        "hint='the disk buffer refuses writes; free disk space at edge.buffer_path; every drop is "
+                        "counted and sent to the collector as a gap'", self.buffer.path, n,
+                        self.buffer.dropped_samples)
+        self.outage_dropped += n
 
     async def _flusher(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -200,7 +276,7 @@ class Edge:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("gateway=%s boot_epoch=%d devices=%d buffer=%s queued=%d event=edge_started", self.gateway_id,
                  self.buffer.boot_epoch, len(self.runners), self.buffer.path, self.buffer.queued_samples)
-        tasks = [asyncio.create_task(r.run(stop), name=f"device:{r.device.id}") for r in self.runners]
+        tasks = [asyncio.create_task(supervise(r, stop), name=f"device:{r.device.id}") for r in self.runners]
         flusher = asyncio.create_task(self._flusher(stop), name="flusher")
         fwd_stop = asyncio.Event()
         forwarder = asyncio.create_task(self.forwarder.run(fwd_stop), name="forwarder")
@@ -215,6 +291,10 @@ class Edge:
             await asyncio.gather(*tasks, return_exceptions=True)
             await flusher
             await self._flush()
+            if len(self.queue):  # the disk still refuses writes: these samples end with the process
+                self.buffer.count_dropped(len(self.queue))
+                log.error("buffer=%s event=stopped_with_unwritten_samples samples=%d hint='free disk space at "
+                          "edge.buffer_path before stopping the edge'", self.buffer.path, len(self.queue))
             await self.forwarder.drain(timeout_s=5.0)
             fwd_stop.set()
             await forwarder

@@ -43,7 +43,8 @@ class Outgoing:
     pending: Pending
 
     def payload(self) -> bytes:
-        return encode_batch(self.gateway_id, self.batch_id, self.pending.sample_parts, self.pending.event_parts)
+        return encode_batch(self.gateway_id, self.batch_id, self.pending.sample_parts, self.pending.event_parts,
+                            self.pending.gap_parts)
 
 
 class Sink(Protocol):
@@ -64,10 +65,12 @@ class Forwarder:
     """Keeps up to `window` batches in flight; confirmed ones leave the buffer, late ones are re-sent."""
 
     def __init__(self, buffer: StoreAndForward, sink: Sink, batch_max_samples: int,
-                 window: int = 8, ack_timeout_s: float = 20.0) -> None:
+                 window: int = 8, ack_timeout_s: float = 20.0, batch_max_bytes: int | None = None) -> None:
+        """batch_max_bytes: cap on the encoded rows of one batch (default: the buffer's chunk size)."""
         self.buffer = buffer
         self.sink = sink
         self.batch_max_samples = batch_max_samples
+        self.batch_max_bytes = batch_max_bytes or buffer.chunk_max_bytes
         self.window = window
         self.ack_timeout_s = ack_timeout_s
         self._ids = itertools.count((buffer.boot_epoch << 32) + 1)
@@ -123,7 +126,8 @@ class Forwarder:
                 self._wake.clear()
                 await asyncio.to_thread(self._settle)
                 while len(self._in_flight) < self.window:
-                    pending = await asyncio.to_thread(self.buffer.begin, self.batch_max_samples)
+                    pending = await asyncio.to_thread(self.buffer.begin, self.batch_max_samples,
+                                                      self.batch_max_bytes)
                     if pending is None:
                         break
                     bid = next(self._ids)

@@ -37,6 +37,19 @@ class MachineNetworking:
 
 
 @dataclass(frozen=True)
+class EdgeGap:
+    """Samples a gateway dropped by its buffer policy (edge_gaps): which machine, when, how many and why."""
+
+    machine_id: str
+    device_id: str
+    gateway_id: str
+    start: datetime
+    end: datetime
+    dropped: int
+    reason: str  # buffer_full | memory_full | oversize
+
+
+@dataclass(frozen=True)
 class NetworkingRate:
     scope: str | None
     start: datetime
@@ -46,6 +59,7 @@ class NetworkingRate:
     rate: float | None
     time_weighted_rate: float | None
     machines: list[MachineNetworking] = field(default_factory=list)
+    gaps: list[EdgeGap] = field(default_factory=list)  # samples dropped at the edge that overlap the period
 
 
 def scope_machines(cfg: PlantConfig, scope: str | None) -> list[Asset]:
@@ -121,6 +135,22 @@ def _status(conn: psycopg.Connection[Any], devices: list[str], start: datetime, 
     return before, inside
 
 
+def edge_gaps(conn: psycopg.Connection[Any], machines: list[Asset], start: datetime, end: datetime) -> list[EdgeGap]:
+    """Gap records of the machines' devices overlapping [start, end), oldest first."""
+    by_device: dict[str, list[str]] = {}
+    for m in machines:
+        if m.device:
+            by_device.setdefault(m.device, []).append(m.id)
+    if not by_device or conn.execute("SELECT to_regclass('edge_gaps')").fetchone()[0] is None:  # type: ignore[index]
+        return []
+    rows = conn.execute(
+        """SELECT device_id, gateway_id, from_ts, to_ts, dropped, reason FROM edge_gaps
+           WHERE device_id = ANY(%s) AND to_ts >= %s AND from_ts < %s ORDER BY from_ts, device_id""",
+        (sorted(by_device), start, end)).fetchall()
+    return [EdgeGap(mid, str(dev), str(gw), lo, hi, int(n), str(reason))
+            for dev, gw, lo, hi, n, reason in rows for mid in by_device[str(dev)]]
+
+
 def networking_rate(conn: psycopg.Connection[Any], cfg: PlantConfig, scope: str | None, start: datetime,
                     end: datetime) -> NetworkingRate:
     """Networking rate of the production machines in scope over [start, end)."""
@@ -165,7 +195,7 @@ def networking_rate(conn: psycopg.Connection[Any], cfg: PlantConfig, scope: str 
         scope=scope, start=start, end=end, machines_total=total, machines_reporting=reporting,
         rate=reporting / total if total else None,
         time_weighted_rate=sum(r.connected_fraction for r in result) / total if total else None,
-        machines=result)
+        machines=result, gaps=edge_gaps(conn, machines, start, end))
 
 
 @dataclass(frozen=True)
@@ -239,4 +269,10 @@ def format_status(rate: NetworkingRate, now: datetime | None = None) -> str:
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
     lines = [head, fmt.format(*cols), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*r) for r in rows]
+    if rate.gaps:
+        lines.append(f"samples dropped at the edge (gateway buffer policy): {sum(g.dropped for g in rate.gaps)} "
+                     f"in {len(rate.gaps)} gaps")
+        lines += [f"  {g.machine_id}  {g.device_id}  {g.start.astimezone(UTC):%Y-%m-%d %H:%M:%S}.."
+                  f"{g.end.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC  dropped {g.dropped}  {g.reason}  "
+                  f"(gateway {g.gateway_id})" for g in rate.gaps]
     return "\n".join(line.rstrip() for line in lines)

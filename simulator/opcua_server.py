@@ -170,7 +170,7 @@ class OpcUaPlc:
 def device_config(machine_ids: list[str], host: str, port: int) -> list[dict[str, Any]]:
     """Plant-file `devices:` entries (plain dicts) for machines served by an OpcUaPlc at host:port."""
     endpoint = f"opc.tcp://{host}:{port}/shopfloor/"
-    return [{"id": f"{mid}-ua", "protocol": "opcua", "endpoint": endpoint,
+    return [{"id": f"{mid}-ua", "protocol": "opcua", "endpoint": endpoint, "security": {"policy": "None"},
              "tags": [{"name": tag, "node": node_id(mid, tag), "mode": "subscribe", "sampling_ms": 100}
                       for tag in TAGS]}
             for mid in machine_ids]

@@ -46,15 +46,19 @@ def test_only_confirmed_chunks_leave(tmp_path: Path) -> None:
 
 
 def test_drop_oldest_when_full_is_counted_and_persisted(tmp_path: Path) -> None:
-    b = StoreAndForward(tmp_path / "b.sqlite", "gw", max_bytes=20_000)
-    for i in range(50):
-        b.add(samples(20, i * 20))
-    assert b.queued_bytes <= 20_000
+    b = StoreAndForward(tmp_path / "b.sqlite", "gw", max_bytes=400_000)
+    for i in range(100):
+        b.add(samples(200, i * 200))
+    assert b.footprint() <= 400_000  # pages in use, the write-ahead log and the reserve
     assert b.dropped_samples > 0
-    kept = b.begin(10_000)
+    kept = b.begin(100_000, 10**9)
     assert kept is not None
-    assert kept.samples()[-1].value == 999.0  # the newest survived
-    assert len(kept.samples()) + b.dropped_samples == 1000  # nothing vanished without being counted
+    assert kept.samples()[-1].value == 19999.0  # the newest survived
+    assert len(kept.samples()) + b.dropped_samples == 20000  # nothing vanished without being counted
+    gaps = kept.gaps()  # and every drop is a gap record for the centre, with its range and count
+    assert gaps and all(g.reason == "buffer_full" and g.device_id == "dev" for g in gaps)
+    assert sum(g.count for g in gaps) == b.dropped_samples
+    assert min(g.from_us for g in gaps) == 1_700_000_000_000_000
     dropped = b.dropped_samples
     b.close()
     assert StoreAndForward(tmp_path / "b.sqlite", "gw").dropped_samples == dropped
@@ -79,4 +83,19 @@ def test_survives_kill_9(tmp_path: Path) -> None:
     p = b.begin(1000)
     assert p is not None and [s.value for s in p.samples()] == [float(i) for i in range(100)]
     assert os.path.exists(path)
+    b.close()
+
+
+def test_status_events_and_gap_records_survive_a_drop_of_their_chunk(tmp_path: Path) -> None:
+    from core.record import Gap
+
+    b = StoreAndForward(tmp_path / "b.sqlite", "gw", max_bytes=400_000)
+    b.add(samples(200), [StatusEvent("dev", 5, "disconnected", "cable")], [Gap("dev", 1, 2, 7, "memory_full")])
+    for i in range(1, 100):
+        b.add(samples(200, i * 200))
+    assert b.dropped_samples > 0
+    kept = b.begin(100_000, 10**9)
+    assert kept is not None
+    assert [(e.state, e.reason) for e in kept.events()] == [("disconnected", "cable")]
+    assert ("memory_full", 7) in [(g.reason, g.count) for g in kept.gaps()]
     b.close()

@@ -50,6 +50,7 @@ async def running(plc: OpcUaPlc) -> AsyncIterator[OpcUaPlc]:
 
 
 def device(entry: dict[str, Any]) -> OpcUaDevice:
+    entry = {"security": {"policy": "None"}, **entry}  # the loopback simulator serves without security
     cfg = parse_config(yaml.safe_dump({"plant": {"id": "t"}, "devices": [entry]}))
     dev = cfg.devices[0]
     assert isinstance(dev, OpcUaDevice)

@@ -37,6 +37,13 @@ def edge_run(ctx: typer.Context, config: ConfigOpt = None, broker_url: BrokerOpt
         return
     setup_logging(log_level)
     cfg = load(config)
+    if gateway_id:
+        from core.plant import topic_safe_id
+
+        try:
+            topic_safe_id(gateway_id, "--gateway-id")
+        except ValueError as exc:
+            raise fail(str(exc), 2) from None
     from edge.runner import Edge
     from edge.uplink import MqttSink
 

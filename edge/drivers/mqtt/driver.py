@@ -31,8 +31,18 @@ class _Tag:
     ts_path: Path | None
 
 
+TS_MAX_US = 7_258_118_400_000_000  # 2200-01-01: later (or before 1970) is a broken clock, not a time
+
+
 def parse_timestamp_us(raw: Any) -> int:
     """Epoch seconds, milliseconds, microseconds or an ISO 8601 string -> epoch microseconds (ValueError if not)."""
+    us = _timestamp_us(raw)
+    if not 0 <= us < TS_MAX_US:
+        raise ValueError(f"timestamp {raw!r} is outside 1970..2200")
+    return us
+
+
+def _timestamp_us(raw: Any) -> int:
     if isinstance(raw, bool) or raw is None:
         raise ValueError(f"not a timestamp: {raw!r}")
     if isinstance(raw, str):
@@ -54,6 +64,15 @@ def parse_timestamp_us(raw: Any) -> int:
     if mag < 1e17:
         return int(raw)
     return int(raw // 1_000)
+
+
+def _finite(raw: bool | float) -> float | None:
+    """The value as a finite float; None for infinities and integers beyond float range (1e400 written out)."""
+    try:
+        value = float(raw)
+    except OverflowError:
+        return None
+    return value if abs(value) != float("inf") else None
 
 
 def _short(exc: Exception) -> str:
@@ -109,6 +128,8 @@ class MqttDriver:
             doc: Any = json.loads(msg.payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return [self._bad(t, msg, f"not JSON: {_short(exc)}") for t in matching]
+        except RecursionError:
+            return [self._bad(t, msg, "not usable JSON: nested too deeply") for t in matching]
         out: list[Sample] = []
         for t in matching:
             try:
@@ -117,7 +138,10 @@ class MqttDriver:
                 out.append(self._bad(t, msg, f"{t.tag.json_path}: {_short(exc)}"))
                 continue
             if isinstance(raw, bool | int | float) and not (isinstance(raw, float) and raw != raw):
-                value, text = float(raw), None
+                value, text = _finite(raw), None
+                if value is None:
+                    out.append(self._bad(t, msg, f"{t.tag.json_path}: number out of range"))
+                    continue
             elif isinstance(raw, str):
                 value, text = None, raw
             else:

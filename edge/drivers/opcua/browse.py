@@ -48,6 +48,7 @@ async def browse(endpoint: str, root: str = OBJECTS, max_depth: int = 10, timeou
         await client.disconnect()
     doc: dict[str, Any] = {"devices": [{
         "id": _device_id(endpoint), "protocol": "opcua", "endpoint": endpoint,
+        "security": {"policy": "None"},  # what browsing used; set a policy and trust_dir for production
         "tags": tags or [{"name": "none_found", "node": root, "mode": "subscribe", "sampling_ms": 1000}],
     }]}
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=200)

@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from core.devices import DeviceBase, Model, TagBase
+from core.mqtt import redact_url
 
 
 class Deadband(Model):
@@ -46,7 +47,9 @@ class OpcUaTag(TagBase):
 
 
 class Security(Model):
-    policy: Literal["None", "Basic256Sha256", "Aes256_Sha256_RsaPss", "Aes128_Sha256_RsaOaep"] = "None"
+    """Channel security. `policy` has no default: `None` (no signing, no encryption) is an explicit choice."""
+
+    policy: Literal["None", "Basic256Sha256", "Aes256_Sha256_RsaPss", "Aes128_Sha256_RsaOaep"]
     mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
     certificate: str | None = None
     private_key: str | None = None
@@ -60,6 +63,9 @@ class Security(Model):
             raise ValueError("security policy and mode must both be None or both be set")
         if self.policy != "None" and not (self.certificate and self.private_key):
             raise ValueError(f"security policy {self.policy} needs 'certificate' and 'private_key'")
+        if self.policy != "None" and not self.trust_dir:
+            raise ValueError(f"security policy {self.policy} needs 'trust_dir': the folder of trusted server "
+                             "certificates (.der/.pem); the gateway connects only to servers listed there")
         return self
 
 
@@ -70,11 +76,19 @@ class OpcUaDevice(DeviceBase):
     security: Security | None = None
     tags: list[OpcUaTag] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _security_chosen(self) -> OpcUaDevice:
+        if self.security is None:
+            raise ValueError("opcua device needs 'security': {policy: Basic256Sha256, mode: SignAndEncrypt, "
+                             "certificate, private_key, trust_dir}, or 'security: {policy: None}' to connect "
+                             "without signing or encryption (logged as a warning at every start)")
+        return self
+
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, v: str) -> str:
         if not v.startswith("opc.tcp://"):
-            raise ValueError(f"opcua endpoint must start with opc.tcp://, got {v!r}")
+            raise ValueError(f"opcua endpoint must start with opc.tcp://, got {redact_url(v)!r}")
         return v
 
     def polled(self, tag: str) -> bool:

@@ -96,6 +96,11 @@ class OpcUaDriver:
         self.config_dir = ctx.config_dir
         if device.security is not None:
             password_from_env(device.security)  # fail at start, not at the first reconnect
+            if device.security.policy == "None":
+                self.log.warning("opcua device=%s endpoint=%s security=None: the session is neither signed nor "
+                                 "encrypted and the server is not authenticated (chosen in the plant file); use "
+                                 "Basic256Sha256 with a trust_dir where the network is not isolated",
+                                 device.id, device.endpoint)
         self._groups: dict[float, list[int]] = defaultdict(list)  # sampling_ms -> tag indexes (subscribe)
         self._polls: dict[float, list[int]] = defaultdict(list)  # interval_s -> tag indexes (poll)
         for i, tag in enumerate(device.tags):
