@@ -8,12 +8,15 @@ collector (single-node) -> KPI job -> API with the dashboard, all on loopback, i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import shutil
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -56,6 +59,7 @@ class LiveStack:
         self.factory = Factory(self.plan)
         self.port = _free_port()
         self._stop = threading.Event()
+        self._kpi_lock = threading.Lock()  # held by a KPI pass, and by kpis_paused() while a test compares
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._edge_stop: asyncio.Event | None = None
@@ -131,9 +135,22 @@ class LiveStack:
         asyncio.run(main())
 
     def _run_kpi(self) -> None:
-        from kpi.job import run_forever
+        """The KPI job's loop (a pass every kpi_interval_s), pausable by kpis_paused()."""
+        from kpi.job import run_once
 
-        run_forever(self.database_url, self.cfg, interval_s=self.kpi_interval_s, stop_event=self._stop)
+        while not self._stop.is_set():
+            with self._kpi_lock:
+                try:
+                    run_once(self.database_url, self.cfg)
+                except Exception:  # as the service does: log the failed pass and try again next time
+                    logging.getLogger(__name__).exception("kpi pass failed")
+            self._stop.wait(self.kpi_interval_s)
+
+    @contextlib.contextmanager
+    def kpis_paused(self) -> Iterator[None]:
+        """No KPI pass runs inside this block (one under way is waited for), so stored values hold still."""
+        with self._kpi_lock:
+            yield
 
     def _run_api(self) -> None:
         import uvicorn

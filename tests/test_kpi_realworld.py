@@ -400,7 +400,7 @@ assets:
   - {id: mb, kind: machine, device: d, signals: {total_count: {tag: p16}, good_count: {tag: f},
      scrap_count: {tag: p32, reset_ratio: 0.2, reset_below: 5}}}
 devices:
-  - {id: o, protocol: opcua, endpoint: "opc.tcp://127.0.0.1:4840", tags: [
+  - {id: o, protocol: opcua, endpoint: "opc.tcp://127.0.0.1:4840", security: {policy: None}, tags: [
       {name: a, node: "ns=2;s=A", type: uint32}, {name: b, node: "ns=2;s=B", data_type: UInt16},
       {name: c, node: "ns=2;s=C"}]}
   - {id: d, protocol: modbus, endpoint: "tcp://127.0.0.1:502", tags: [

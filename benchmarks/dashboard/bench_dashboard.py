@@ -18,9 +18,9 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,19 +93,24 @@ def load(url: str, cfg: Any, days: int, now: datetime) -> int:
 
 
 def serve(url: str, config_path: Path, cfg: Any) -> tuple[Any, int]:
-    import uvicorn
+    """`shopfloor api` as a user starts it, in its own process; (process, port) once /healthz answers."""
+    import urllib.request
 
-    from api.app import create_app
-    from api.settings import Settings
     from tests.conftest import free_port
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(database_url=url, config_path=config_path), cfg),
-                                           host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, port
+    proc = subprocess.Popen([sys.executable, "-m", "shopfloor.cli", "api", "--config", str(config_path),
+                             "--database-url", url, "--host", "127.0.0.1", "--port", str(port),
+                             "--log-level", "warning"], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                return proc, port
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"shopfloor api did not start (exit status {proc.poll()})") from None
+            time.sleep(0.1)
 
 
 def visit(ctx: Any, url: str) -> tuple[float, int]:
@@ -166,7 +171,8 @@ def main() -> None:
         try:
             run(exe, port, token, work, args.repeat)
         finally:
-            server.should_exit = True
+            server.terminate()
+            server.wait(10)
     finally:
         drop_db(ADMIN, url)
         shutil.rmtree(work, ignore_errors=True)
