@@ -131,6 +131,21 @@ BAD = [
 ]
 
 
+def test_docs_page_loads_only_from_this_server(client: TestClient, env: Env) -> None:
+    import re
+
+    auth = {"Authorization": f"Bearer {env.tokens['viewer']}"}
+    html = client.get("/docs", headers=auth).text
+    refs = re.findall(r'(?:src|href)="([^"]*)"', html) + re.findall(r"url: '([^']*)'", html)
+    assert any("swagger-ui-bundle.js" in r for r in refs) and any("swagger-ui.css" in r for r in refs)
+    assert "http://" not in html and "https://" not in html and "//" not in "".join(refs), refs
+    for ref in refs:
+        if ref.startswith("/"):
+            r = client.get(ref, headers=auth)
+            assert r.status_code == 200 and len(r.content) > 1000, ref
+    assert "SwaggerUIBundle" in client.get(next(r for r in refs if "bundle" in r)).text
+
+
 def test_bad_input_gets_4xx_with_what_to_change(client: TestClient, env: Env) -> None:
     admin = {"Authorization": f"Bearer {env.tokens['admin']}"}
     for url, status, words in BAD:
