@@ -37,7 +37,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
         backfill(url, load_config(plant), d0, d0 + timedelta(days=2))
         priv, pub = keygen(tmp / "keys")
         with psycopg.connect(url, autocommit=True) as conn:
-            tokens = {r: create_token(conn, r, name=r)[1] for r in ("viewer", "manager")}
+            tokens = {r: create_token(conn, r, name=r)[1] for r in ("viewer", "manager", "admin")}
             tokens["certifier"] = create_token(conn, "certifier", scope="m1",
                                                expires_at=datetime.now(UTC) + timedelta(days=1))[1]
         yield {"url": url, "plant": plant, "priv": priv, "pub": pub, "tokens": tokens, "d0": d0, "tmp": tmp}
@@ -93,9 +93,18 @@ def test_request_view_download_verify_and_audit(client: TestClient, env: dict[st
     assert [c.problems for c in checks if not c.ok] == []
     assert client.get("/api/v1/evidence/999999", headers=auth(env, "manager")).status_code == 404
     with psycopg.connect(str(env["url"])) as conn:
-        details = [str(r[0]) for r in conn.execute("SELECT detail FROM api_audit WHERE detail LIKE 'evidence %'")]
-    assert any(d.startswith("evidence request") for d in details)
-    assert f"evidence download {pid}" in details
+        rows = [(str(e), str(d)) for e, d in conn.execute(
+            "SELECT event, detail FROM api_audit WHERE detail LIKE 'evidence %' ORDER BY id")]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            conn.execute("UPDATE api_audit SET event = 'export' WHERE event = 'evidence_view'")
+    assert {e for e, d in rows if d.startswith("evidence request")} == {"evidence_request"}
+    assert [r for r in rows if r[1].endswith(f" {pid}")] == [
+        ("evidence_view", f"evidence view {pid}"), ("evidence_download", f"evidence download {pid}")]
+    until = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    admin = client.get("/api/v1/audit", headers=auth(env, "admin"), params={
+        "event": "evidence_download", "from": d0.isoformat(), "to": until})  # type: ignore[attr-defined]
+    assert admin.status_code == 200 and f"evidence download {pid}" in [a["detail"] for a in admin.json()]
+    assert {a["event"] for a in admin.json()} == {"evidence_download"}
 
 
 @pytest.mark.parametrize(("change", "status", "text"), [
