@@ -71,6 +71,8 @@ MATRIX: list[tuple[str, tuple[int, ...]]] = [
     (f"/api/v1/networking-rate?scope=plant-1&{PERIOD}", (200, 200, 403, 200, 401, 401, 401, 403, 403)),
     (f"/api/v1/samples?device=d1&{PERIOD}", (403, 200, 200, 200, 401, 401, 401, 403, 403)),
     (f"/api/v1/samples?device=d3&{PERIOD}", (403, 200, 403, 200, 401, 401, 401, 200, 403)),
+    # an unknown device: 404 for unscoped tokens, 403 for scoped ones (as for an existing device outside scope)
+    (f"/api/v1/samples?device=nope&{PERIOD}", (403, 404, 403, 404, 401, 401, 401, 403, 403)),
     ("/api/v1/ledger/checkpoints", (403, 200, 200, 200, 401, 401, 401, 200, 200)),
     (f"/api/v1/audit?{PERIOD}", (403, 403, 403, 200, 401, 401, 401, 403, 403)),
     ("/metrics", (403, 200, 403, 200, 401, 401, 401, 403, 403)),
