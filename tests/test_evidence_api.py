@@ -149,3 +149,21 @@ def test_missing_signing_key_says_what_to_set(client: TestClient, env: dict[str,
             "from": d0.isoformat(), "to": (d0 + timedelta(days=1)).isoformat()}  # type: ignore[operator,attr-defined]
     r = client.post("/api/v1/evidence", json=body, headers=auth(env, "manager"))
     assert r.status_code == 503 and "SHOPFLOOR_SIGNING_KEY" in r.text
+
+
+def test_kpi_rows_without_bucket_end_get_it_from_the_bucket_or_are_left_out(db: str) -> None:
+    from api.evidence.collect import kpi_rows
+
+    t0 = datetime(2026, 3, 1, 16, 0, tzinfo=UTC)  # 2026-03-02 00:00 in Asia/Shanghai
+    with psycopg.connect(db, autocommit=True) as conn:
+        for bucket, start, shift in (("hour", t0, ""), ("day", t0, ""), ("shift", t0, "A")):
+            conn.execute("""INSERT INTO kpi_values (bucket_start, bucket, asset_id, kpi, value, shift_name, shift_key,
+                            bucket_end, is_final) VALUES (%s, %s, 'm1', 'oee', 0.5, %s, %s, NULL, true)""",
+                         (start, bucket, shift or None, shift))
+        end = t0 + timedelta(days=2)
+        hour, left = kpi_rows(conn, ["m1"], "hour", t0, end, False, "Asia/Shanghai")
+        assert left == 0 and hour[0]["bucket_end"] == t0 + timedelta(hours=1)
+        day, left = kpi_rows(conn, ["m1"], "day", t0, end, False, "Asia/Shanghai")
+        assert left == 0 and day[0]["bucket_end"] == t0 + timedelta(days=1)
+        assert kpi_rows(conn, ["m1"], "day", t0, t0 + timedelta(hours=12), False, "Asia/Shanghai") == ([], 1)
+        assert kpi_rows(conn, ["m1"], "shift", t0, end, True, "Asia/Shanghai") == ([], 1)  # its end is unknown
