@@ -11,7 +11,7 @@ help:
 	@echo "make test         create the environment, lint, and run the whole suite (real services on loopback)"
 	@echo "make timescaledb  build and install TimescaleDB (Apache-2 edition) for the local PostgreSQL (root)"
 	@echo "make bench        run the benchmarks (ratios against references in the same run)"
-	@echo "make vendor       fetch the dashboard's pinned htmx and ECharts from npm into package data"
+	@echo "make vendor       fetch the pinned htmx, ECharts and Swagger UI from npm into package data"
 	@echo "make screenshots  save a screenshot of each dashboard page under docs/screenshots/ (headless Chromium)"
 
 $(BIN)/.installed: pyproject.toml

@@ -1,4 +1,4 @@
-"""The append-only audit log (table api_audit): certifier token uses, exports, refused requests.
+"""The append-only audit log (table api_audit): certifier token uses, exports, evidence packs, refused requests.
 
 The table refuses UPDATE, DELETE and TRUNCATE by trigger (api/schema/061_api_audit.sql), so what is written
 here stays. Writes are one INSERT each on the request's own pool.
@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 log = logging.getLogger(__name__)
-Event = Literal["certifier_use", "export", "refused"]
+Event = Literal["certifier_use", "export", "refused", "evidence_request", "evidence_view", "evidence_download"]
 
 
 async def record(conn: psycopg.AsyncConnection[Any], event: Event, *, token_id: int | None = None,

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Container health checks for Shopfloor processes (installed as `shopfloor-healthcheck` by deploy/Dockerfile).
 
-The processes serve no HTTP, so each check looks at what the process must hold to be doing its job:
+Each check looks at what the process must hold to be doing its job:
   shopfloor-healthcheck tcp PORT [PORT...]   an ESTABLISHED TCP connection to one of these remote ports
                                              (collector: its MQTT session to the broker, 8883)
   shopfloor-healthcheck fresh SECONDS PATH   PATH or PATH-wal modified within SECONDS (edge: samples are
                                              reaching the store-and-forward buffer)
   shopfloor-healthcheck db                   SHOPFLOOR_DATABASE_URL accepts a connection (kpi job)
+  shopfloor-healthcheck http PORT PATH       GET http://127.0.0.1:PORT/PATH answers 200 (api: /healthz, which
+                                             also checks its database)
 Exit 0 healthy, 1 unhealthy (one line on stderr saying why), 2 usage error. Standard library only, except
 `db` (psycopg, installed with shopfloor). Linux only (/proc/net/tcp).
 """
@@ -64,6 +66,20 @@ def check_db() -> str | None:
     return None
 
 
+def check_http(port: int, path: str) -> str | None:
+    import urllib.error
+    import urllib.request
+
+    url = f"http://127.0.0.1:{port}/{path.lstrip('/')}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 (loopback URL built here)
+            return None if r.status == 200 else f"{url} answered {r.status}"
+    except urllib.error.HTTPError as exc:
+        return f"{url} answered {exc.code}: {exc.read(300).decode(errors='replace').strip()}"
+    except OSError as exc:
+        return f"{url} unreachable: {exc}"
+
+
 def main(argv: list[str]) -> int:
     try:
         mode, args = argv[0], argv[1:]
@@ -73,10 +89,12 @@ def main(argv: list[str]) -> int:
             problem = check_fresh(float(args[0]), args[1])
         elif mode == "db" and not args:
             problem = check_db()
+        elif mode == "http" and len(args) == 2:
+            problem = check_http(int(args[0]), args[1])
         else:
             raise ValueError(mode)
     except (IndexError, ValueError):
-        print("usage: shopfloor-healthcheck tcp PORT... | fresh SECONDS PATH | db", file=sys.stderr)
+        print("usage: shopfloor-healthcheck tcp PORT... | fresh SECONDS PATH | db | http PORT PATH", file=sys.stderr)
         return 2
     if problem:
         print(f"unhealthy: {problem}", file=sys.stderr)

@@ -71,6 +71,8 @@ MATRIX: list[tuple[str, tuple[int, ...]]] = [
     (f"/api/v1/networking-rate?scope=plant-1&{PERIOD}", (200, 200, 403, 200, 401, 401, 401, 403, 403)),
     (f"/api/v1/samples?device=d1&{PERIOD}", (403, 200, 200, 200, 401, 401, 401, 403, 403)),
     (f"/api/v1/samples?device=d3&{PERIOD}", (403, 200, 403, 200, 401, 401, 401, 200, 403)),
+    # an unknown device: 404 for unscoped tokens, 403 for scoped ones (as for an existing device outside scope)
+    (f"/api/v1/samples?device=nope&{PERIOD}", (403, 404, 403, 404, 401, 401, 401, 403, 403)),
     ("/api/v1/ledger/checkpoints", (403, 200, 200, 200, 401, 401, 401, 200, 200)),
     (f"/api/v1/audit?{PERIOD}", (403, 403, 403, 200, 401, 401, 401, 403, 403)),
     ("/metrics", (403, 200, 403, 200, 401, 401, 401, 403, 403)),
@@ -129,6 +131,21 @@ BAD = [
     ("/api/v1/kpis?asset=m1&kpi=oee&from=0001-01-01&to=0001-01-02", 400, "between the years"),
     ("/api/v1/networking-rate?scope=m1&from=0001-01-01T00:00:00%2B14:00&to=0001-01-02", 400, "outside the years"),
 ]
+
+
+def test_docs_page_loads_only_from_this_server(client: TestClient, env: Env) -> None:
+    import re
+
+    auth = {"Authorization": f"Bearer {env.tokens['viewer']}"}
+    html = client.get("/docs", headers=auth).text
+    refs = re.findall(r'(?:src|href)="([^"]*)"', html) + re.findall(r"url: '([^']*)'", html)
+    assert any("swagger-ui-bundle.js" in r for r in refs) and any("swagger-ui.css" in r for r in refs)
+    assert "http://" not in html and "https://" not in html and "//" not in "".join(refs), refs
+    for ref in refs:
+        if ref.startswith("/"):
+            r = client.get(ref, headers=auth)
+            assert r.status_code == 200 and len(r.content) > 1000, ref
+    assert "SwaggerUIBundle" in client.get(next(r for r in refs if "bundle" in r)).text
 
 
 def test_bad_input_gets_4xx_with_what_to_change(client: TestClient, env: Env) -> None:

@@ -55,6 +55,19 @@ def test_bad_token_requests_get_one_line_errors(db: str, args: list[str], words:
     assert words in p.stderr and p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
 
 
+def test_token_scope_is_checked_against_the_plant_file_when_given(db: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "plant.yaml"
+    cfg.write_text(PLANT)
+    args = ("api", "token", "create", "--database-url", db, "--role", "viewer", "--scope", "line-9")
+    p = run(*args, "--config", str(cfg), ok=False)
+    assert "--scope 'line-9' is not the plant id or an asset id" in p.stderr and "line-1" in p.stderr
+    assert p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM api_tokens").fetchone() == (0,)
+    p = run(*args)
+    assert "not checked" in p.stderr and p.stdout.strip().startswith("sf_")
+
+
 def test_no_auth_server_prints_the_banner_and_serves_without_tokens(db: str, tmp_path: Path) -> None:
     cfg = tmp_path / "plant.yaml"
     cfg.write_text(PLANT)

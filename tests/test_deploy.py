@@ -236,11 +236,11 @@ def volume_targets(service: dict[str, Any]) -> dict[str, str]:
 
 def test_compose_has_the_services_with_healthchecks_restart_policies_and_images() -> None:
     services = compose()["services"]
-    for name in ("timescaledb", "mosquitto", "migrate", "collector", "edge", "kpi", "simulate"):
+    for name in ("timescaledb", "mosquitto", "migrate", "collector", "edge", "kpi", "api", "simulate"):
         assert name in services, f"compose.yaml lacks service {name}"
     assert re.fullmatch(r"timescale/timescaledb:2\.\d+\.\d+-pg16", services["timescaledb"]["image"])
     assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
-    for name in ("timescaledb", "mosquitto", "collector", "edge", "kpi"):
+    for name in ("timescaledb", "mosquitto", "collector", "edge", "kpi", "api"):
         assert services[name]["restart"] in ("always", "unless-stopped"), name
         assert services[name]["healthcheck"]["test"][0] == "CMD", name
     assert services["migrate"]["restart"] == "no"
@@ -343,8 +343,8 @@ def test_compose_commands_match_the_cli() -> None:
         checked.add(" ".join(argv[1:3]))
         test = s.get("healthcheck", {}).get("test", [])
         if "shopfloor-healthcheck" in test:
-            assert test[2] in ("tcp", "fresh", "db"), f"{name}: unknown healthcheck mode {test[2]}"
-    for expected in ("db migrate", "kpi run"):
+            assert test[2] in ("tcp", "fresh", "db", "http"), f"{name}: unknown healthcheck mode {test[2]}"
+    for expected in ("db migrate", "kpi run", "api --config"):
         assert any(c.startswith(expected) for c in checked), expected
     assert any(c.startswith(("collector", "edge", "simulate")) for c in checked)
 
@@ -466,6 +466,32 @@ def test_healthcheck_fresh_follows_the_buffer_and_its_wal(tmp_path: Path) -> Non
     assert hc.main(["fresh", "60", str(buf)]) == 0
 
 
+def test_healthcheck_http_wants_a_200_from_the_path() -> None:
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200 if self.path == "/healthz" else 503)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    hc = healthcheck()
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as srv:
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        port = str(srv.server_address[1])
+        try:
+            assert hc.main(["http", port, "/healthz"]) == 0
+            assert hc.main(["http", port, "/down"]) == 1
+        finally:
+            srv.shutdown()
+    assert hc.main(["http", str(free_port()), "/healthz"]) == 1
+    assert hc.main(["http", port]) == 2
+
+
 @pytest.mark.integration
 def test_healthcheck_db_connects_with_the_environment_url(monkeypatch: pytest.MonkeyPatch) -> None:
     hc = healthcheck()
@@ -491,7 +517,8 @@ def read_unit(path: Path) -> configparser.ConfigParser:
 
 
 def test_systemd_units_exist() -> None:
-    assert [u.name for u in UNITS] == [
+    assert sorted(u.name for u in UNITS) == [
+        "shopfloor-api.service",
         "shopfloor-collector.service",
         "shopfloor-edge.service",
         "shopfloor-kpi.service",
@@ -577,8 +604,20 @@ def test_k8s_documents_parse_with_valid_kinds_and_api_versions() -> None:
         ("Job", "shopfloor-db-migrate"),
         ("Deployment", "shopfloor-collector"),
         ("Deployment", "shopfloor-kpi"),
+        ("Deployment", "shopfloor-api"),
+        ("Service", "shopfloor-api"),
+        ("NetworkPolicy", "shopfloor-api-ingress"),
     } <= kinds
-    assert not any(k == "Service" for k, _ in kinds), "nothing here listens: no Service"
+    assert [n for k, n in kinds if k == "Service"] == ["shopfloor-api"], "only the API listens"
+    api = {d["kind"]: d for _, d in k8s_docs() if d.get("metadata", {}).get("name", "").startswith("shopfloor-api")}
+    labels = api["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert api["Service"]["spec"]["selector"].items() <= labels.items()
+    assert api["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    (c,) = api["Deployment"]["spec"]["template"]["spec"]["containers"]
+    port = int(c["command"][c["command"].index("--port") + 1])
+    assert c["ports"] == [{"name": "http", "containerPort": port}]
+    assert api["NetworkPolicy"]["spec"]["ingress"][0]["ports"][0]["port"] == port
+    assert c["readinessProbe"]["httpGet"]["path"] == c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     collector = next(d for _, d in k8s_docs() if d["metadata"].get("name") == "shopfloor-collector")
     assert collector["spec"]["replicas"] == 2
     sel = collector["spec"]["selector"]["matchLabels"]
@@ -631,7 +670,7 @@ def test_k8s_commands_match_the_cli_and_mounts_exist() -> None:
             if probe:
                 assert probe[0] == "shopfloor-healthcheck" and probe[1] in ("tcp", "fresh", "db")
     assert any(c.startswith("db migrate") for c in checked) and any(c.startswith("kpi run") for c in checked)
-    assert any(c.startswith("collector") for c in checked)
+    assert any(c.startswith("collector") for c in checked) and any(c.startswith("api --config") for c in checked)
 
 
 def test_k8s_plant_configmap_passes_config_check(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
         backfill(url, load_config(plant), d0, d0 + timedelta(days=2))
         priv, pub = keygen(tmp / "keys")
         with psycopg.connect(url, autocommit=True) as conn:
-            tokens = {r: create_token(conn, r, name=r)[1] for r in ("viewer", "manager")}
+            tokens = {r: create_token(conn, r, name=r)[1] for r in ("viewer", "manager", "admin")}
             tokens["certifier"] = create_token(conn, "certifier", scope="m1",
                                                expires_at=datetime.now(UTC) + timedelta(days=1))[1]
         yield {"url": url, "plant": plant, "priv": priv, "pub": pub, "tokens": tokens, "d0": d0, "tmp": tmp}
@@ -93,9 +93,18 @@ def test_request_view_download_verify_and_audit(client: TestClient, env: dict[st
     assert [c.problems for c in checks if not c.ok] == []
     assert client.get("/api/v1/evidence/999999", headers=auth(env, "manager")).status_code == 404
     with psycopg.connect(str(env["url"])) as conn:
-        details = [str(r[0]) for r in conn.execute("SELECT detail FROM api_audit WHERE detail LIKE 'evidence %'")]
-    assert any(d.startswith("evidence request") for d in details)
-    assert f"evidence download {pid}" in details
+        rows = [(str(e), str(d)) for e, d in conn.execute(
+            "SELECT event, detail FROM api_audit WHERE detail LIKE 'evidence %' ORDER BY id")]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            conn.execute("UPDATE api_audit SET event = 'export' WHERE event = 'evidence_view'")
+    assert {e for e, d in rows if d.startswith("evidence request")} == {"evidence_request"}
+    assert [r for r in rows if r[1].endswith(f" {pid}")] == [
+        ("evidence_view", f"evidence view {pid}"), ("evidence_download", f"evidence download {pid}")]
+    until = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    admin = client.get("/api/v1/audit", headers=auth(env, "admin"), params={
+        "event": "evidence_download", "from": d0.isoformat(), "to": until})  # type: ignore[attr-defined]
+    assert admin.status_code == 200 and f"evidence download {pid}" in [a["detail"] for a in admin.json()]
+    assert {a["event"] for a in admin.json()} == {"evidence_download"}
 
 
 @pytest.mark.parametrize(("change", "status", "text"), [
@@ -140,3 +149,21 @@ def test_missing_signing_key_says_what_to_set(client: TestClient, env: dict[str,
             "from": d0.isoformat(), "to": (d0 + timedelta(days=1)).isoformat()}  # type: ignore[operator,attr-defined]
     r = client.post("/api/v1/evidence", json=body, headers=auth(env, "manager"))
     assert r.status_code == 503 and "SHOPFLOOR_SIGNING_KEY" in r.text
+
+
+def test_kpi_rows_without_bucket_end_get_it_from_the_bucket_or_are_left_out(db: str) -> None:
+    from api.evidence.collect import kpi_rows
+
+    t0 = datetime(2026, 3, 1, 16, 0, tzinfo=UTC)  # 2026-03-02 00:00 in Asia/Shanghai
+    with psycopg.connect(db, autocommit=True) as conn:
+        for bucket, start, shift in (("hour", t0, ""), ("day", t0, ""), ("shift", t0, "A")):
+            conn.execute("""INSERT INTO kpi_values (bucket_start, bucket, asset_id, kpi, value, shift_name, shift_key,
+                            bucket_end, is_final) VALUES (%s, %s, 'm1', 'oee', 0.5, %s, %s, NULL, true)""",
+                         (start, bucket, shift or None, shift))
+        end = t0 + timedelta(days=2)
+        hour, left = kpi_rows(conn, ["m1"], "hour", t0, end, False, "Asia/Shanghai")
+        assert left == 0 and hour[0]["bucket_end"] == t0 + timedelta(hours=1)
+        day, left = kpi_rows(conn, ["m1"], "day", t0, end, False, "Asia/Shanghai")
+        assert left == 0 and day[0]["bucket_end"] == t0 + timedelta(days=1)
+        assert kpi_rows(conn, ["m1"], "day", t0, t0 + timedelta(hours=12), False, "Asia/Shanghai") == ([], 1)
+        assert kpi_rows(conn, ["m1"], "shift", t0, end, True, "Asia/Shanghai") == ([], 1)  # its end is unknown

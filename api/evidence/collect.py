@@ -34,9 +34,11 @@ def scope_assets(cfg: PlantConfig, scope: str) -> tuple[list[str], bool]:
 
 
 def kpi_rows(conn: Any, assets: list[str], bucket: str, start: datetime, end: datetime,
-             open_ok: bool) -> tuple[list[dict[str, Any]], int]:
+             open_ok: bool, tz: str = "UTC") -> tuple[list[dict[str, Any]], int]:
     """Rows of `assets` whose bucket starts in [start, end); unless open_ok, only final buckets ending by `end`.
-    Returns (rows, rows left out because their bucket was still open when computed)."""
+    A row without bucket_end (hand-imported) gets the end of its hour or local day (plant timezone `tz`); a shift
+    row without one is left out like an open bucket, since its end is not known.
+    Returns (rows, rows left out because their bucket was open when computed or has no known end)."""
     cols = ", ".join("provenance::text" if c == "provenance" else c for c in KPI_COLS)
     rows = conn.execute(f"""SELECT {cols} FROM kpi_values
                             WHERE asset_id = ANY(%s) AND bucket = %s AND bucket_start >= %s AND bucket_start < %s
@@ -44,11 +46,26 @@ def kpi_rows(conn: Any, assets: list[str], bucket: str, start: datetime, end: da
     out, left = [], 0
     for r in rows:
         d = dict(zip(KPI_COLS, r, strict=True))
-        if not open_ok and (not d["is_final"] or d["bucket_end"] > end):
+        if d["bucket_end"] is None:
+            d["bucket_end"] = bucket_end(d["bucket"], d["bucket_start"], tz)
+        if d["bucket_end"] is None or (not open_ok and (not d["is_final"] or d["bucket_end"] > end)):
             left += 1
             continue
         out.append(d)
     return out, left
+
+
+def bucket_end(bucket: str, bucket_start: datetime, tz: str) -> datetime | None:
+    """End of an hour or local-day bucket from its start (None for shifts: their length is the plant's calendar)."""
+    from zoneinfo import ZoneInfo
+
+    if bucket == "hour":
+        return bucket_start + timedelta(hours=1)
+    if bucket == "day":
+        zone = ZoneInfo(tz)
+        nxt = bucket_start.astimezone(zone).date() + timedelta(days=1)
+        return datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone).astimezone(UTC)
+    return None
 
 
 def ledger_slice(conn: Any, devices: list[str], start: datetime, end: datetime) -> list[LedgerEntry]:

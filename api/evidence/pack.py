@@ -150,11 +150,12 @@ def _read(req: PackRequest, cfg: Any, machines: list[str], is_machine: bool, key
 
     assets = machines if is_machine else [*machines, req.scope]
     with psycopg.connect(req.database_url, autocommit=True) as conn:
-        rows, left = collect.kpi_rows(conn, assets, req.bucket, req.start, req.end, req.refresh)
+        tz = cfg.plant.timezone
+        rows, left = collect.kpi_rows(conn, assets, req.bucket, req.start, req.end, req.refresh, tz)
         brows: list[dict[str, Any]] = []
         if req.baseline_start and req.baseline_end:
             brows, bleft = collect.kpi_rows(conn, assets, req.bucket, req.baseline_start, req.baseline_end,
-                                            req.refresh)
+                                            req.refresh, tz)
             left += bleft
         last_end = max([req.end, *([req.baseline_end] if req.baseline_end else []),
                         *(r["bucket_end"] for r in rows + brows)])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -16,8 +16,8 @@ router = APIRouter(tags=["audit"])
 
 @router.get("/audit", response_model=list[AuditEntry])
 async def audit_log(pool: PoolDep, period: PeriodDep, user: Annotated[Principal, require_role("admin")],
-                    event: Literal["certifier_use", "export", "refused"] | None = None,
+                    event: audit.Event | None = None,
                     limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> list[AuditEntry]:
-    """Audit rows in [from, to), newest first: certifier token uses, exports, refused requests."""
+    """Audit rows in [from, to), newest first: certifier token uses, exports, evidence packs, refused requests."""
     async with pool.connection() as conn:
         return [AuditEntry(**r) for r in await audit.read(conn, *period, event=event, limit=limit)]

@@ -107,7 +107,7 @@ async def create(request: Request, body: EvidenceRequest, pool: PoolDep, cfg: Pl
     check_scope(user, cfg, body.scope, min(body.from_, body.baseline_from or body.from_),
                 max(body.to, body.baseline_to or body.to))
     async with pool.connection() as conn:
-        await audit.record(conn, "export", token_id=user.token_id, role=user.role, method="POST",
+        await audit.record(conn, "evidence_request", token_id=user.token_id, role=user.role, method="POST",
                            path=request.url.path, detail=f"evidence request {body.model_dump_json(by_alias=True)}",
                            client=_client(request))
     data, manifest, summary = await asyncio.to_thread(_build, settings, cfg, body)
@@ -142,7 +142,7 @@ async def show(request: Request, pack_id: PackId, pool: PoolDep, cfg: PlantDep, 
     pid, created, req, summary, digest, m = await _pack(pool, user, cfg, pack_id,
                                                         "id, created_at, request, summary, sha256")
     async with pool.connection() as conn:
-        await audit.record(conn, "export", token_id=user.token_id, role=user.role, method="GET",
+        await audit.record(conn, "evidence_view", token_id=user.token_id, role=user.role, method="GET",
                            path=request.url.path, detail=f"evidence view {pid}", client=_client(request))
     return {"id": pid, "created_at": created.isoformat(), "request": req, "summary": summary, "sha256": digest,
             "manifest": m, "download": f"/api/v1/evidence/{pid}/download"}
@@ -153,7 +153,7 @@ async def download(request: Request, pack_id: PackId, pool: PoolDep, cfg: PlantD
     """The signed pack (zip with attestation.intoto.jsonl at its root)."""
     pid, data, _ = await _pack(pool, user, cfg, pack_id, "id, zip")
     async with pool.connection() as conn:
-        await audit.record(conn, "export", token_id=user.token_id, role=user.role, method="GET",
+        await audit.record(conn, "evidence_download", token_id=user.token_id, role=user.role, method="GET",
                            path=request.url.path, detail=f"evidence download {pid}", client=_client(request))
     return Response(bytes(data), media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="evidence-{pid}.zip"'})

@@ -33,10 +33,10 @@ async def samples(request: Request, pool: PoolDep, cfg: PlantDep, period: Sample
                   device: Annotated[str, TextQ], tag: Annotated[str | None, TextQ] = None,
                   format: Format = "json") -> StreamingResponse:
     """Samples of `device` (one `tag`, or all) with ts in [from, to), ordered by tag and time."""
+    check_device_scope(user, cfg, device, *period)  # first: a scoped token learns nothing about other devices
     if device not in {d.id for d in cfg.devices}:
         raise HTTPException(404, f"unknown device {device!r}: use a device id from the plant file "
                                  f"({', '.join(sorted(d.id for d in cfg.devices))[:300]})")
-    check_device_scope(user, cfg, device, *period)
     sql, params = samples_query([device], *period, tag)
     if format != "json":
         async with pool.connection() as conn:

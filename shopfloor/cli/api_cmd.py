@@ -79,7 +79,9 @@ def _connect(database_url: str | None) -> Any:
 def token_create(database_url: DbOpt = None,
                  role: Annotated[str, typer.Option(help="viewer, manager, certifier or admin.")] = "viewer",
                  scope: Annotated[str | None, typer.Option(help="Asset id (plant, area or line) the token may "
-                                                           "read; required for certifiers.")] = None,
+                                                           "read; required for certifiers. Checked against "
+                                                           "the plant file with --config; not checked "
+                                                           "without it.")] = None,
                  expires: Annotated[str | None, typer.Option(help="Duration (30d, 12h) or ISO time; required "
                                                              "for certifiers.")] = None,
                  period_from: Annotated[str | None, typer.Option(help="Earliest data the token may read.")] = None,
@@ -90,7 +92,12 @@ def token_create(database_url: DbOpt = None,
     cfg = load(config) if config is not None else None
     if scope is not None and cfg is not None and scope != cfg.plant.id \
             and not any(a.id == scope for a, _ in cfg.iter_assets()):
-        raise fail(f"--scope {scope!r} is not the plant id or an asset id in {config}", 2)
+        ids = [cfg.plant.id, *(a.id for a, _ in cfg.iter_assets())]
+        raise fail(f"--scope {scope!r} is not the plant id or an asset id in {config} "
+                   f"(ids: {', '.join(ids)[:200]})", 2)
+    if scope is not None and cfg is None:
+        typer.echo(f"note: --scope {scope!r} is not checked against a plant file (give --config to check it)",
+                   err=True)
     from api.auth import create_token
 
     with _connect(database_url) as conn:
