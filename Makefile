@@ -10,7 +10,7 @@ help:
 	@echo "make demo         simulated factory -> edge -> collector -> KPIs on embedded PostgreSQL and broker"
 	@echo "make test         create the environment, lint, and run the whole suite (real services on loopback)"
 	@echo "make timescaledb  build and install TimescaleDB (Apache-2 edition) for the local PostgreSQL (root)"
-	@echo "make bench        run the benchmarks (ratios against references in the same run)"
+	@echo "make bench        every benchmark at a few minutes' size (ratios against references in the same run)"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench: venv
 	$(BIN)/python benchmarks/bench_modbus.py
 	$(BIN)/python benchmarks/bench_opcua.py
 	$(BIN)/python benchmarks/kpi/bench_kernels.py --scale 0.1
+	$(BIN)/python benchmarks/bench_timescale.py --days 7
+	$(BIN)/python benchmarks/kpi/bench_backfill.py --days 1 --machines 20
+	$(BIN)/python benchmarks/bench_pipeline.py --machines 20 --tags 20 --hz 10 --seconds 20
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -27,6 +27,7 @@ from kpi.sources import earliest_late_sample, first_sample, read_machine, read_n
 from kpi.store import backfill_watermark, read_watermark, try_lock, unlock, write_rows, write_watermark
 
 log = logging.getLogger(__name__)
+WRITE_BATCH_ROWS = 20_000  # machine rows stored per transaction in a backfill (chunks are buffered up to this)
 Progress = Callable[[int, int], None]
 
 
@@ -83,11 +84,30 @@ def compute_machine(conn: psycopg.Connection[Any], cfg: PlantConfig, machine: As
     `flags` (if given) counts the buckets written with each data-quality flag. `plain` reads one query per
     signal and bucket set (kpi.sources) instead of one per chunk (kpi.fastread): same rows, to the last bit.
     """
+    rows = machine_rows(conn, cfg, machine, start, end, until, timings, plain)
+    clock = _Clock(timings)
+    out = write_rows(conn, rows)
+    clock.lap("write")
+    _count_flags(flags, rows)
+    return out
+
+
+def _count_flags(flags: dict[str, int] | None, rows: list[tuple[Any, ...]]) -> None:
+    """Add the buckets written with each data-quality flag to `flags`."""
+    if flags is not None:
+        for key in {(r[0], r[1], r[15], f) for r in rows for f in (r[17] or ())}:
+            flags[key[3]] = flags.get(key[3], 0) + 1
+
+
+def machine_rows(conn: psycopg.Connection[Any], cfg: PlantConfig, machine: Asset, start: datetime, end: datetime,
+                 until: datetime, timings: dict[str, float] | None = None,
+                 plain: bool = False) -> list[tuple[Any, ...]]:
+    """compute_machine's rows (store.COLUMNS order), not written."""
     clock = _Clock(timings)
     sets, data_end = _buckets_starting_in(cfg, start, end)
     data_end = min(data_end, until)
     if not sets or data_end <= start:
-        return 0, 0
+        return []
     cal = calendar(cfg, start, data_end)
     until_us, prov = to_us(until), provenance(cfg, machine)
     clock.lap("glue")
@@ -107,12 +127,7 @@ def compute_machine(conn: psycopg.Connection[Any], cfg: PlantConfig, machine: As
         rows += bucket_rows(cfg, machine.id, True, b, es.values, es.why, es.input_rows, es.coverage, until_us, prov,
                             es.events, es.why_at)
         clock.lap("glue")
-    out = write_rows(conn, rows)
-    clock.lap("write")
-    if flags is not None:
-        for key in {(r[0], r[1], r[15], f) for r in rows for f in (r[17] or ())}:
-            flags[key[3]] = flags.get(key[3], 0) + 1
-    return out
+    return rows
 
 
 def _day_chunks(cfg: PlantConfig, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
@@ -161,24 +176,53 @@ def _run_machines(conn: psycopg.Connection[Any], cfg: PlantConfig, windows: dict
     machines = {m.id: m for m in cfg.machines()}
     chunks = [(mid, s, e) for mid, (ws, we) in windows.items() for s, e in _day_chunks(cfg, ws, we)]
     failed: set[str] = set()
+    pending: list[tuple[str, datetime, datetime, list[tuple[Any, ...]]]] = []
     for i, (mid, s, e) in enumerate(chunks):
         try:
-            w, r = compute_machine(conn, cfg, machines[mid], s, e, until, report.timings, report.flags, plain)
+            rows = machine_rows(conn, cfg, machines[mid], s, e, until, report.timings, plain)
+            pending.append((mid, s, e, rows))
         except psycopg.OperationalError:
             raise  # the database is gone: not one asset's problem
         except Exception as exc:  # noqa: BLE001 - one asset's failure must not stop the others
             failed.add(mid)
             _failed(cfg, report, mid, s, e, exc)
-            w, r = 0, 0
-        report.rows_written, report.revisions, report.chunks = report.rows_written + w, report.revisions + r, \
-            report.chunks + 1
+        report.chunks += 1
+        if sum(len(p[3]) for p in pending) >= WRITE_BATCH_ROWS:
+            _write(conn, cfg, pending, report, failed)
         if progress is not None:
             progress(i + 1, len(chunks))
+    _write(conn, cfg, pending, report, failed)
     if mark:
         for mid in windows:
             if mid not in failed:
                 write_watermark(conn, mid, until, report.started)
     return failed
+
+
+def _write(conn: psycopg.Connection[Any], cfg: PlantConfig, pending: list[tuple[str, datetime, datetime,
+           list[tuple[Any, ...]]]], report: Report, failed: set[str]) -> None:
+    """Store the pending chunks' rows in one transaction; if that fails, chunk by chunk (a failing chunk is
+    logged like a failed computation, the others are stored)."""
+    clock = _Clock(report.timings)
+    parts = [pending] if len(pending) > 1 else []
+    parts += [[p] for p in pending]
+    for part in parts:
+        rows = [r for p in part for r in p[3]]
+        try:
+            w, r = write_rows(conn, rows)
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolate the failing chunk below
+            if len(part) == 1:
+                failed.add(part[0][0])
+                _failed(cfg, report, part[0][0], part[0][1], part[0][2], exc)
+            continue
+        report.rows_written, report.revisions = report.rows_written + w, report.revisions + r
+        _count_flags(report.flags, rows)
+        if len(part) > 1:
+            break  # all stored at once
+    pending.clear()
+    clock.lap("write")
 
 
 def _claim(conn: psycopg.Connection[Any], cfg: PlantConfig, report: Report) -> list[Asset]:

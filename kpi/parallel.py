@@ -8,6 +8,7 @@ that dies releases its row for another. Each machine is also claimed with the ad
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import time
 import uuid
@@ -19,6 +20,8 @@ from typing import Any
 import psycopg
 
 from core.plant import PlantConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,10 +43,14 @@ _CLAIM = """SELECT asset_id FROM kpi_work WHERE job = %s AND state = 'todo'
 
 
 def work(database_url: str, cfg: PlantConfig, job: str, worker: int, start: datetime, stop: datetime,
-         started: datetime) -> WorkerReport:
+         started: datetime, log_level: int | None = None) -> WorkerReport:
     """One worker: claim machines of `job` until none is left, computing each over [start, stop)."""
     from kpi.job import Report, _run_machines
     from kpi.store import try_lock, unlock
+
+    if log_level is not None:  # a spawned process: log like the coordinator (the CLI prints failures itself)
+        logging.basicConfig(level=logging.getLogger().getEffectiveLevel())
+        logging.getLogger("kpi.job").setLevel(log_level)
 
     out = WorkerReport()
     with psycopg.connect(database_url) as queue, psycopg.connect(database_url, autocommit=True) as conn:
@@ -84,7 +91,8 @@ def run_workers(database_url: str, cfg: PlantConfig, machines: list[str], start:
         try:
             ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds connections or threads
             with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                futures = [pool.submit(work, database_url, cfg, job, i, start, stop, started)
+                level = logging.getLogger("kpi.job").getEffectiveLevel()
+                futures = [pool.submit(work, database_url, cfg, job, i, start, stop, started, level)
                            for i in range(workers)]
                 while not all(f.done() for f in futures):
                     if progress is not None:
@@ -93,7 +101,15 @@ def run_workers(database_url: str, cfg: PlantConfig, machines: list[str], start:
                         if row:
                             progress(int(row[0]), int(row[1]))
                     time.sleep(0.2)
-                parts = [f.result() for f in futures]
+            parts = []
+            for f in futures:
+                try:
+                    parts.append(f.result())
+                except Exception as exc:  # noqa: BLE001 - a worker process died: its machine goes back to the queue
+                    log.error("event=kpi_worker_failed error=%r hint='its unfinished machine is computed here'",
+                              str(exc) or type(exc).__name__)
+            if any(isinstance(f.exception(), Exception) for f in futures):
+                parts.append(work(database_url, cfg, job, workers, start, stop, started))
         finally:
             conn.execute("DELETE FROM kpi_work WHERE job = %s", (job,))
     total = WorkerReport()

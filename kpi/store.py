@@ -17,18 +17,32 @@ ALL = (*COLUMNS[:12], "revision", "computed_at", *COLUMNS[12:])
 _CHANGED = "(k.value IS DISTINCT FROM s.value OR k.null_reason IS DISTINCT FROM s.null_reason)"
 
 
-def _texts(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Rows with their provenance as JSON text, dumped once per distinct document (most rows share one)."""
+TYPES = ("timestamptz", "text", "text", "text", "float8", "text", "text", "text", "text", "text", "int8", "float8",
+         "timestamptz", "bool", "jsonb", "text", "date", "text[]")  # COLUMNS' types, for the binary COPY
+
+
+class _Dumped:
+    """A `dumps` for Jsonb that returns a document dumped once."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __call__(self, _: Any) -> str:
+        return self.text
+
+
+def _staged(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows with their provenance dumped once per distinct document (most rows share one)."""
     i = COLUMNS.index("provenance")
-    done: dict[int, str] = {}
+    done: dict[int, Jsonb] = {}
     out = []
     for r in rows:
         p = r[i]
         if isinstance(p, Jsonb):
-            text = done.get(id(p))
-            if text is None:
-                text = done[id(p)] = json.dumps(p.obj)
-            r = (*r[:i], text, *r[i + 1:])
+            j = done.get(id(p))
+            if j is None:
+                j = done[id(p)] = Jsonb(p.obj, dumps=_Dumped(json.dumps(p.obj)))
+            r = (*r[:i], j, *r[i + 1:])
         out.append(r)
     return out
 
@@ -47,8 +61,9 @@ def write_rows(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> tu
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS kpi_stage (LIKE kpi_values INCLUDING DEFAULTS) "
                     "ON COMMIT DELETE ROWS")
-        with cur.copy(f"COPY kpi_stage ({cols}) FROM STDIN") as copy:
-            for r in _texts(rows):
+        with cur.copy(f"COPY kpi_stage ({cols}) FROM STDIN (FORMAT binary)") as copy:
+            copy.set_types(list(TYPES))
+            for r in _staged(rows):
                 copy.write_row(r)
         # the earlier values of changed final rows; the asset and bucket range let the join use the key's index
         cur.execute(f"""INSERT INTO kpi_value_revisions ({", ".join(ALL)}, superseded_at)
