@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -85,15 +86,17 @@ def run_workers(database_url: str, cfg: PlantConfig, machines: list[str], start:
                 started: datetime, workers: int, progress: Any = None) -> WorkerReport:
     """Compute `machines` over [start, stop) with `workers` processes; returns the sum of their reports."""
     job = str(uuid.uuid4())
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        with conn.cursor() as cur:
-            cur.executemany("INSERT INTO kpi_work (job, asset_id) VALUES (%s, %s)", [(job, m) for m in machines])
-        try:
-            ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds connections or threads
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                level = logging.getLogger("kpi.job").getEffectiveLevel()
-                futures = [pool.submit(work, database_url, cfg, job, i, start, stop, started, level)
-                           for i in range(workers)]
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany("INSERT INTO kpi_work (job, asset_id) VALUES (%s, %s)", [(job, m) for m in machines])
+    # fork (cheap: the modules are loaded) while this process holds no connection and runs no other thread
+    ctx = multiprocessing.get_context("fork" if threading.active_count() == 1 and
+                                      "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    level = logging.getLogger("kpi.job").getEffectiveLevel()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            futures = [pool.submit(work, database_url, cfg, job, i, start, stop, started, level)
+                       for i in range(workers)]
+            with psycopg.connect(database_url, autocommit=True) as conn:
                 while not all(f.done() for f in futures):
                     if progress is not None:
                         row = conn.execute("SELECT count(*) FILTER (WHERE state <> 'todo'), count(*) FROM kpi_work "
@@ -101,16 +104,17 @@ def run_workers(database_url: str, cfg: PlantConfig, machines: list[str], start:
                         if row:
                             progress(int(row[0]), int(row[1]))
                     time.sleep(0.2)
-            parts = []
-            for f in futures:
-                try:
-                    parts.append(f.result())
-                except Exception as exc:  # noqa: BLE001 - a worker process died: its machine goes back to the queue
-                    log.error("event=kpi_worker_failed error=%r hint='its unfinished machine is computed here'",
-                              str(exc) or type(exc).__name__)
-            if any(isinstance(f.exception(), Exception) for f in futures):
-                parts.append(work(database_url, cfg, job, workers, start, stop, started))
-        finally:
+        parts = []
+        for f in futures:
+            try:
+                parts.append(f.result())
+            except Exception as exc:  # noqa: BLE001 - a worker process died: its machine goes back to the queue
+                log.error("event=kpi_worker_failed error=%r hint='its unfinished machine is computed here'",
+                          str(exc) or type(exc).__name__)
+        if any(isinstance(f.exception(), Exception) for f in futures):
+            parts.append(work(database_url, cfg, job, workers, start, stop, started))
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("DELETE FROM kpi_work WHERE job = %s", (job,))
     total = WorkerReport()
     for p in parts:

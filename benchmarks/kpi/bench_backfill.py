@@ -137,7 +137,8 @@ def load(url: str, machines: int, days: int, jobs: int = 2) -> tuple[int, float,
 
 def copy_reference(url: str) -> tuple[float, int]:
     """Seconds for one binary COPY of all samples (ts, device_id, tag, value) ordered by device, tag, ts, parsed
-    into NumPy arrays (ts, value, and a fixed-width device+tag key per row)."""
+    into NumPy arrays: per run of equal-length tuples (one device and tag, or several with names of the same
+    length), one structured view giving ts, device_id, tag and value arrays."""
     t0 = time.perf_counter()
     blocks: list[bytes] = []
     with psycopg.connect(url) as c, c.cursor() as cur, cur.copy(
@@ -147,15 +148,26 @@ def copy_reference(url: str) -> tuple[float, int]:
             blocks.append(bytes(block))
     blocks[0] = blocks[0][19:]  # the file header travels with the first tuple; the trailer comes alone
     blocks = [b for b in blocks if b and b != b"\xff\xff"]  # now one tuple per message
-    buf = np.frombuffer(b"".join(blocks), dtype=np.uint8)
+    buf = b"".join(blocks)
     sizes = np.fromiter((len(b) for b in blocks), dtype=np.int64, count=len(blocks))
-    e0 = np.cumsum(sizes)
-    b0 = e0 - sizes
-    ts = buf[(b0 + 6)[:, None] + np.arange(8)].view(">i8").ravel().astype(np.int64) + PG_EPOCH_US
-    value = buf[(e0 - 8)[:, None] + np.arange(8)].view(">f8").ravel().astype(np.float64)
-    key = buf[np.minimum((b0 + 14)[:, None] + np.arange(24), (e0 - 13)[:, None])].view("S24").ravel()
-    assert ts.shape == value.shape == key.shape
-    return time.perf_counter() - t0, int(ts.shape[0])
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    cuts = np.concatenate([[0], np.flatnonzero(np.diff(sizes)) + 1, [len(blocks)]])
+    n = 0
+    ts, value, device, tag = [], [], [], []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        at = int(offsets[a])
+        ld = struct.unpack_from(">i", buf, at + 14)[0]
+        lt = struct.unpack_from(">i", buf, at + 18 + ld)[0]
+        dt = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("ts", ">i8"), ("l2", ">i4"), ("dev", f"S{ld}"),
+                       ("l3", ">i4"), ("tag", f"S{lt}"), ("l4", ">i4"), ("val", ">f8")])
+        rows = np.frombuffer(buf, dtype=dt, count=int(b - a), offset=at)
+        ts.append(rows["ts"].astype(np.int64) + PG_EPOCH_US)
+        value.append(rows["val"].astype(np.float64))
+        device.append(rows["dev"])
+        tag.append(rows["tag"])
+        n += rows.shape[0]
+    assert sum(x.shape[0] for x in ts) == sum(x.shape[0] for x in value) == n
+    return time.perf_counter() - t0, n
 
 
 def write_reference(url: str, machines: list[str]) -> tuple[float, int]:
@@ -198,7 +210,10 @@ def bitwise(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 def cli(url: str, cfg_file: str, days: int, workers: int | None, rss: bool = False) -> tuple[float, int]:
-    """Wall seconds of `shopfloor kpi backfill` over the first `days` (and the peak RSS in KiB if asked)."""
+    """Wall seconds of `shopfloor kpi backfill` over the first `days` into empty KPI tables (a first import),
+    and the peak RSS in KiB of the command if asked."""
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("TRUNCATE kpi_values, kpi_value_revisions, kpi_watermarks")
     exe = os.path.join(os.path.dirname(sys.executable), "shopfloor")
     cmd = [exe, "kpi", "backfill", "--config", cfg_file, "--database-url", url, "--from", START.isoformat(),
            "--to", (START + timedelta(days=days)).isoformat()] + ([] if workers is None else ["--workers",
