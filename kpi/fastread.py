@@ -4,7 +4,7 @@ The plain path (kpi.sources.read_machine) asks once per signal and once per buck
 this reader returns the same MachineInputs from one round trip: the server aggregates each signal's samples
 (the last one before its window, then the window, in time order) into three arrays, so the client receives a
 few messages per chunk instead of one per sample. The networking flag comes from the good samples already
-read, and only buckets without any asks the database (reporting_matrix) about the device's other tags.
+read, and only buckets without any ask the database about the device's other tags (`reporting`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import psycopg
 from core.plant import Asset, PlantConfig
 from kpi.buckets import BucketSet, from_us, to_us
 from kpi.compute import COUNTERS, MachineInputs
-from kpi.networking import reporting_matrix
 from kpi.sources import _numeric, counter_rules, read_disconnects, read_machine, state_codes
 from kpi.statemodel import REDUCED_SPEED_WINDOW_S, micro_stop_s, reduced_speed_ratio, state_max_hold_s
 
@@ -114,6 +113,30 @@ def read_chunk(conn: psycopg.Connection[Any], machine: Asset, start: datetime, e
     return inp, [ts[g] for ts, _, g in got]
 
 
+_REPORTING_SQL = """
+WITH RECURSIVE tags(tag) AS (  -- the device's tags, one index probe each (a skip scan)
+  (SELECT tag FROM samples WHERE device_id = %(dev)s ORDER BY tag LIMIT 1)
+  UNION ALL
+  SELECT (SELECT s.tag FROM samples s WHERE s.device_id = %(dev)s AND s.tag > tags.tag ORDER BY s.tag LIMIT 1)
+  FROM tags WHERE tags.tag IS NOT NULL)
+SELECT w.i FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[]) WITH ORDINALITY AS w(s, e, i)
+WHERE EXISTS (SELECT 1 FROM tags CROSS JOIN LATERAL (
+                SELECT 1 FROM samples x WHERE x.device_id = %(dev)s AND x.tag = tags.tag AND x.ts >= w.s
+                   AND x.ts < w.e AND x.quality = 'good' LIMIT 1) y
+              WHERE tags.tag IS NOT NULL)"""
+
+
+def reporting(conn: psycopg.Connection[Any], device: str, starts_us: np.ndarray, ends_us: np.ndarray) -> np.ndarray:
+    """kpi.networking.reporting_matrix for one device, by index range scans per tag (a bucket without any
+    sample costs a few index probes, not a scan of the device's history)."""
+    out = np.zeros(starts_us.shape[0], dtype=bool)
+    rows = conn.execute(_REPORTING_SQL, {"dev": device, "starts": [from_us(int(x)) for x in starts_us],
+                                         "ends": [from_us(int(x)) for x in ends_us]}).fetchall()
+    for (i,) in rows:
+        out[int(i) - 1] = True
+    return out
+
+
 def networked(conn: psycopg.Connection[Any], device: str, b: BucketSet, good: list[np.ndarray]) -> np.ndarray:
     """1.0 per bucket with a good sample of the device (kpi.networking.reporting_matrix): from the samples read,
     asking the database only for buckets none of them fall in (another tag of the device may have reported)."""
@@ -122,5 +145,5 @@ def networked(conn: psycopg.Connection[Any], device: str, b: BucketSet, good: li
         hit |= np.searchsorted(ts, b.starts, "left") < np.searchsorted(ts, b.ends, "left")
     miss = np.flatnonzero(~hit)
     if miss.shape[0]:
-        hit[miss] = reporting_matrix(conn, [device], b.starts[miss], b.ends[miss])[device]
+        hit[miss] = reporting(conn, device, b.starts[miss], b.ends[miss])
     return hit.astype(np.float64)
