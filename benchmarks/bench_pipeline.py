@@ -193,14 +193,6 @@ def role_edge(args: argparse.Namespace) -> None:
         from shopfloor.wiring import InProcessSink
         sink = InProcessSink(args.db_url)
     e = Edge(cfg, sink, drivers=drivers)
-    # every sample the devices hand to the edge, including the one bad-quality sample per tag that marks a
-    # disconnect (written at stop): DeviceHealth.samples counts only what the drivers read
-    handed = [0]
-    for runner in e.runners:
-        def counting(samples: list[Any], events: list[Any], inner: Any = runner.emit) -> None:
-            handed[0] += len(samples)
-            inner(samples, events)
-        runner.emit = counting
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -215,7 +207,7 @@ def role_edge(args: argparse.Namespace) -> None:
             await asyncio.sleep(1.0)
             lag = time.monotonic() - t_tick - 1.0  # event-loop lag: the edge process is saturated when high
             lag_max = max(lag_max, lag)
-            emitted = handed[0]
+            emitted = e.stats.emitted_samples
             connected = sum(1 for h in e.stats.devices.values() if h.connected)
             emit_json(event="tick", t=time.time(), emitted=emitted, buffered=e.buffer.queued_samples,
                       unflushed=e.unflushed_samples, confirmed=e.forwarder.confirmed_samples,
@@ -224,9 +216,9 @@ def role_edge(args: argparse.Namespace) -> None:
                       connected=connected, loop_lag_s=round(lag, 3))
             if time.time() - t0 >= args.seconds:
                 stop.set()
-        emit_json(event="stopping", t=time.time(), emitted=handed[0])
+        emit_json(event="stopping", t=time.time(), emitted=e.stats.emitted_samples)
         await run
-        emit_json(event="stopped", t=time.time(), emitted=handed[0],
+        emit_json(event="stopped", t=time.time(), emitted=e.stats.emitted_samples,
                   left_in_buffer=e.buffer.queued_samples,
                   confirmed=e.forwarder.confirmed_samples, lag_max=lag_max)
 
