@@ -1,10 +1,11 @@
-"""Full KPI backfill on one-second data: where the time goes (database, kernels, Python glue) vs a plain scan.
+"""Full KPI backfill on one-second data, each part against a reference measured in the same run.
 
 The target workload is one year of one-second data for 50 machines (50 x 31.5M = 1.6 billion rows) on 2 cores.
-That does not fit here, so the default is a scaled run (2 days, 50 machines: 8.6M rows, about 2.5 minutes on
-2 cores including the load; `--days 7` = 30M rows takes about 7 minutes); the job works per machine and local
-day, so its time grows linearly in machine-days and the year is extrapolated as time x 365 / days (printed). Every machine delivers one sample per second: its state every 2 s, its parts
-counter and its energy meter every 4 s (a Modbus PLC polled each second, one tag group per poll).
+That does not fit here, so the default is a scaled run (2 days, 50 machines: 8.6M rows, a few minutes on 2 cores
+including the load; `--days 7` adds the memory comparison); the job works per machine and local day, so its time
+grows linearly in machine-days and the year is extrapolated as time x 365 / days x 50 / machines (printed).
+Every machine delivers one sample per second: its state every 2 s, its parts counter and its energy meter every
+4 s (a Modbus PLC polled each second, one tag group per poll).
 
 Steps: create a fresh database on --admin-url, migrate, load the rows by binary COPY (built with NumPy; the
 unique key is rebuilt after the load, as for a historian import), then, each against a reference in the same run:
@@ -13,8 +14,8 @@ unique key is rebuilt after the load, as for a historian import), then, each aga
   2. write: machine KPI rows written per second vs a binary COPY of the same rows into a table with the same keys;
   3. bit-exact: the fast path's rows equal those of the plain one-query-per-signal path (kpi.sources);
   4. `shopfloor kpi backfill` as a user runs it (default --workers) vs the COPY reference, extrapolated to a
-     year x 50 machines; --workers 1 vs --workers 2;
-  5. peak RSS of a 1-day vs a 7-day backfill (--workers 1; with --days 7 or more);
+     year x 50 machines; --workers 1 vs --workers 2 (each into empty KPI tables);
+  6. peak RSS of a 1-day vs a 7-day backfill (--workers 1; with --days 7 or more);
 then drop the database.
 
     python benchmarks/kpi/bench_backfill.py [--days 2] [--machines 50] [--keep] [--quick]
