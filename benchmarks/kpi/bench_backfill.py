@@ -234,10 +234,11 @@ def measure(url: str, args: argparse.Namespace, rows: int) -> None:
     cfg = plant(args.machines)
     machines = [m.id for m in cfg.machines()]
     end = START + timedelta(days=args.days)
-    ref_s, ref_rows = copy_reference(url)
+    cold, ref_rows = copy_reference(url)  # the first pass also brings the table into the cache
     assert ref_rows == rows, (ref_rows, rows)
+    ref_s = min(cold, copy_reference(url)[0])
     print(f"reference: binary COPY of {rows:,} rows (ts, device_id, tag, value) parsed into NumPy: {ref_s:.2f} s "
-          f"({rows / ref_s / 1e6:.2f} M rows/s)")
+          f"({rows / ref_s / 1e6:.2f} M rows/s; best of 2, the first {cold:.2f} s)")
     t0 = time.perf_counter()
     report = backfill(url, cfg, START, end)
     total = time.perf_counter() - t0
