@@ -43,6 +43,7 @@ bench: venv
 	$(BIN)/python benchmarks/kpi/bench_kernels.py --scale 0.1
 	$(BIN)/python benchmarks/bench_timescale.py --days 7
 	$(BIN)/python benchmarks/kpi/bench_backfill.py --days 1 --machines 20
+	$(BIN)/python benchmarks/kpi/bench_incremental.py --machines 10
 	$(BIN)/python benchmarks/bench_pipeline.py --machines 20 --tags 20 --hz 10 --seconds 20
 
 clean:
