@@ -47,11 +47,20 @@ def _staged(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return out
 
 
+def _fresh(cur: psycopg.Cursor[Any], assets: list[str], first: datetime, last: datetime) -> bool:
+    """True when kpi_values has no row of `assets` with bucket_start in [first, last]."""
+    row = cur.execute("SELECT NOT EXISTS (SELECT 1 FROM kpi_values WHERE bucket_start >= %s AND bucket_start <= %s "
+                      "AND asset_id = ANY(%s))", (first, last, assets)).fetchone()
+    return bool(row and row[0])
+
+
 def write_rows(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> tuple[int, int]:
     """Upsert rows (tuples in COLUMNS order) in one transaction; returns (rows written, revisions kept).
 
     A final row is never replaced by one of a bucket that was still open when computed (a partial bucket).
-    The rows are staged by COPY in a temporary table the session keeps (emptied at commit)."""
+    Where the table holds no row of these assets in the rows' bucket range (a first backfill, the next hour),
+    the rows go in by one binary COPY; otherwise they are staged by COPY in a temporary table the session keeps
+    (emptied at commit) and merged."""
     if not rows:
         return 0, 0
     cols = ", ".join(COLUMNS)
@@ -59,6 +68,15 @@ def write_rows(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> tu
     starts = [r[0] for r in rows]
     assets = sorted({r[2] for r in rows})
     with conn.transaction(), conn.cursor() as cur:
+        if _fresh(cur, assets, min(starts), max(starts)):
+            try:
+                with conn.transaction(), cur.copy(f"COPY kpi_values ({cols}) FROM STDIN (FORMAT binary)") as copy:
+                    copy.set_types(list(TYPES))
+                    for r in _staged(rows):
+                        copy.write_row(r)
+                return len(rows), 0
+            except psycopg.errors.UniqueViolation:
+                pass  # written meanwhile (a roll-up of another worker): merge below
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS kpi_stage (LIKE kpi_values INCLUDING DEFAULTS) "
                     "ON COMMIT DELETE ROWS")
         with cur.copy(f"COPY kpi_stage ({cols}) FROM STDIN (FORMAT binary)") as copy:
