@@ -207,7 +207,7 @@ def role_edge(args: argparse.Namespace) -> None:
             await asyncio.sleep(1.0)
             lag = time.monotonic() - t_tick - 1.0  # event-loop lag: the edge process is saturated when high
             lag_max = max(lag_max, lag)
-            emitted = sum(h.samples for h in e.stats.devices.values())
+            emitted = e.stats.emitted_samples
             connected = sum(1 for h in e.stats.devices.values() if h.connected)
             emit_json(event="tick", t=time.time(), emitted=emitted, buffered=e.buffer.queued_samples,
                       unflushed=e.unflushed_samples, confirmed=e.forwarder.confirmed_samples,
@@ -216,9 +216,9 @@ def role_edge(args: argparse.Namespace) -> None:
                       connected=connected, loop_lag_s=round(lag, 3))
             if time.time() - t0 >= args.seconds:
                 stop.set()
-        emit_json(event="stopping", t=time.time(), emitted=sum(h.samples for h in e.stats.devices.values()))
+        emit_json(event="stopping", t=time.time(), emitted=e.stats.emitted_samples)
         await run
-        emit_json(event="stopped", t=time.time(), emitted=sum(h.samples for h in e.stats.devices.values()),
+        emit_json(event="stopped", t=time.time(), emitted=e.stats.emitted_samples,
                   left_in_buffer=e.buffer.queued_samples,
                   confirmed=e.forwarder.confirmed_samples, lag_max=lag_max)
 
@@ -552,8 +552,11 @@ def orchestrate(args: argparse.Namespace) -> int:
         if res["p50"] is not None:
             print(f"  latency ingested_at - ts (source time in window, {res['lat_rows']:,} rows): "
                   f"p50 {res['p50']:.3f} s   p99 {res['p99']:.3f} s   max {res['max']:.3f} s")
-        print(f"  delivered after drain: {res['rows_total']:,} of {emitted_total:,} emitted "
-              f"({lost:,} still in the edge buffer or lost; edge: {stopped.get('confirmed')} confirmed, {stopped.get('left_in_buffer')} left in its buffer)")
+        fate = "every one delivered" if lost == 0 else \
+            f"{lost:,} not in the database" if lost > 0 else f"{-lost:,} more rows than emitted: duplicates?"
+        print(f"  delivered after drain: {res['rows_total']:,} of {emitted_total:,} emitted, counting the bad-quality "
+              f"sample per tag written at disconnect ({fate}; edge: {stopped.get('confirmed')} confirmed, "
+              f"{stopped.get('left_in_buffer')} left in its buffer)")
         print(f"  raw binary COPY reference (same {ref_n:,} rows, same table, {args.ref_batch} rows/commit, "
               f"no other stage of this benchmark running): {ref:,.0f} samples/s")
         ratio = res["sustained"] / ref if ref else 0.0

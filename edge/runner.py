@@ -48,6 +48,7 @@ class DeviceHealth:
 class EdgeStats:
     devices: dict[str, DeviceHealth] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    emitted_samples: int = 0  # every sample handed to the buffer, with the bad-quality ones that mark a disconnect
 
 
 class DeviceRunner:
@@ -221,6 +222,7 @@ class Edge:
         return len(self.queue)
 
     def _emit(self, samples: list[Sample], events: list[StatusEvent]) -> None:
+        self.stats.emitted_samples += len(samples)
         self.queue.push(samples, events)
 
     async def _flush(self) -> None:

@@ -20,12 +20,14 @@ import psycopg
 from core.plant import Asset, PlantConfig
 from kpi.buckets import BucketSet, bucket_sets, calendar, day_buckets, from_us, to_us, window_start
 from kpi.compute import machine_elements
+from kpi.fastread import networked, read_chunk
 from kpi.rollups import rollup
 from kpi.rows import bucket_rows, provenance
 from kpi.sources import earliest_late_sample, first_sample, read_machine, read_networked
 from kpi.store import backfill_watermark, read_watermark, try_lock, unlock, write_rows, write_watermark
 
 log = logging.getLogger(__name__)
+WRITE_BATCH_ROWS = 20_000  # machine rows stored per transaction in a backfill (chunks are buffered up to this)
 Progress = Callable[[int, int], None]
 
 
@@ -75,38 +77,57 @@ def _buckets_starting_in(cfg: PlantConfig, start: datetime, end: datetime) -> tu
 
 def compute_machine(conn: psycopg.Connection[Any], cfg: PlantConfig, machine: Asset, start: datetime,
                     end: datetime, until: datetime, timings: dict[str, float] | None = None,
-                    flags: dict[str, int] | None = None) -> tuple[int, int]:
+                    flags: dict[str, int] | None = None, plain: bool = False) -> tuple[int, int]:
     """Compute and store every bucket of `machine` that starts in [start, end), with data up to `until`.
 
     Each bucket is computed from all its data (up to `until`), however little of it [start, end) covers.
-    `flags` (if given) counts the buckets written with each data-quality flag.
+    `flags` (if given) counts the buckets written with each data-quality flag. `plain` reads one query per
+    signal and bucket set (kpi.sources) instead of one per chunk (kpi.fastread): same rows, to the last bit.
     """
+    rows = machine_rows(conn, cfg, machine, start, end, until, timings, plain)
+    clock = _Clock(timings)
+    out = write_rows(conn, rows)
+    clock.lap("write")
+    _count_flags(flags, rows)
+    return out
+
+
+def _count_flags(flags: dict[str, int] | None, rows: list[tuple[Any, ...]]) -> None:
+    """Add the buckets written with each data-quality flag to `flags`."""
+    if flags is not None:
+        for key in {(r[0], r[1], r[15], f) for r in rows for f in (r[17] or ())}:
+            flags[key[3]] = flags.get(key[3], 0) + 1
+
+
+def machine_rows(conn: psycopg.Connection[Any], cfg: PlantConfig, machine: Asset, start: datetime, end: datetime,
+                 until: datetime, timings: dict[str, float] | None = None,
+                 plain: bool = False) -> list[tuple[Any, ...]]:
+    """compute_machine's rows (store.COLUMNS order), not written."""
     clock = _Clock(timings)
     sets, data_end = _buckets_starting_in(cfg, start, end)
     data_end = min(data_end, until)
     if not sets or data_end <= start:
-        return 0, 0
+        return []
     cal = calendar(cfg, start, data_end)
     until_us, prov = to_us(until), provenance(cfg, machine)
     clock.lap("glue")
-    inp = read_machine(conn, machine, start, data_end, cfg)
+    if plain:
+        inp, good = read_machine(conn, machine, start, data_end, cfg), None
+    else:
+        inp, good = read_chunk(conn, machine, start, data_end, cfg)
     clock.lap("read")
     rows: list[tuple[Any, ...]] = []
     for b in sets:
         if machine.device is not None:
-            inp.networked = read_networked(conn, machine.device, b)
+            inp.networked = read_networked(conn, machine.device, b) if good is None else \
+                networked(conn, machine.device, b, good)
             clock.lap("read")
         es = machine_elements(inp, b, to_us(data_end), cal)
         clock.lap("kernels")
         rows += bucket_rows(cfg, machine.id, True, b, es.values, es.why, es.input_rows, es.coverage, until_us, prov,
                             es.events, es.why_at)
         clock.lap("glue")
-    out = write_rows(conn, rows)
-    clock.lap("write")
-    if flags is not None:
-        for key in {(r[0], r[1], r[15], f) for r in rows for f in (r[17] or ())}:
-            flags[key[3]] = flags.get(key[3], 0) + 1
-    return out
+    return rows
 
 
 def _day_chunks(cfg: PlantConfig, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
@@ -148,30 +169,60 @@ def _failed(cfg: PlantConfig, report: Report, asset: str, start: datetime, end: 
 
 
 def _run_machines(conn: psycopg.Connection[Any], cfg: PlantConfig, windows: dict[str, tuple[datetime, datetime]],
-                  until: datetime, report: Report, progress: Progress | None, mark: bool) -> set[str]:
+                  until: datetime, report: Report, progress: Progress | None, mark: bool,
+                  plain: bool = False) -> set[str]:
     """Compute every machine's window chunk by chunk; a failing chunk is logged and skipped. Returns the failed
     machines (their watermark stays where it was)."""
     machines = {m.id: m for m in cfg.machines()}
     chunks = [(mid, s, e) for mid, (ws, we) in windows.items() for s, e in _day_chunks(cfg, ws, we)]
     failed: set[str] = set()
+    pending: list[tuple[str, datetime, datetime, list[tuple[Any, ...]]]] = []
     for i, (mid, s, e) in enumerate(chunks):
         try:
-            w, r = compute_machine(conn, cfg, machines[mid], s, e, until, report.timings, report.flags)
+            rows = machine_rows(conn, cfg, machines[mid], s, e, until, report.timings, plain)
+            pending.append((mid, s, e, rows))
         except psycopg.OperationalError:
             raise  # the database is gone: not one asset's problem
         except Exception as exc:  # noqa: BLE001 - one asset's failure must not stop the others
             failed.add(mid)
             _failed(cfg, report, mid, s, e, exc)
-            w, r = 0, 0
-        report.rows_written, report.revisions, report.chunks = report.rows_written + w, report.revisions + r, \
-            report.chunks + 1
+        report.chunks += 1
+        if sum(len(p[3]) for p in pending) >= WRITE_BATCH_ROWS:
+            _write(conn, cfg, pending, report, failed)
         if progress is not None:
             progress(i + 1, len(chunks))
+    _write(conn, cfg, pending, report, failed)
     if mark:
         for mid in windows:
             if mid not in failed:
                 write_watermark(conn, mid, until, report.started)
     return failed
+
+
+def _write(conn: psycopg.Connection[Any], cfg: PlantConfig, pending: list[tuple[str, datetime, datetime,
+           list[tuple[Any, ...]]]], report: Report, failed: set[str]) -> None:
+    """Store the pending chunks' rows in one transaction; if that fails, chunk by chunk (a failing chunk is
+    logged like a failed computation, the others are stored)."""
+    clock = _Clock(report.timings)
+    parts = [pending] if len(pending) > 1 else []
+    parts += [[p] for p in pending]
+    for part in parts:
+        rows = [r for p in part for r in p[3]]
+        try:
+            w, r = write_rows(conn, rows)
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolate the failing chunk below
+            if len(part) == 1:
+                failed.add(part[0][0])
+                _failed(cfg, report, part[0][0], part[0][1], part[0][2], exc)
+            continue
+        report.rows_written, report.revisions = report.rows_written + w, report.revisions + r
+        _count_flags(report.flags, rows)
+        if len(part) > 1:
+            break  # all stored at once
+    pending.clear()
+    clock.lap("write")
 
 
 def _claim(conn: psycopg.Connection[Any], cfg: PlantConfig, report: Report) -> list[Asset]:
@@ -239,13 +290,15 @@ def widened_range(cfg: PlantConfig, start: datetime, end: datetime) -> tuple[dat
 
 
 def backfill(database_url: str, cfg: PlantConfig, start: datetime, end: datetime,
-             progress: Progress | None = None) -> Report:
+             progress: Progress | None = None, plain: bool = False, workers: int = 1) -> Report:
     """Recompute every bucket that starts in [start, end) (widened to whole buckets), chunked per day and machine.
 
     Every bucket it touches is computed from all of that bucket's data up to now (never from the part inside
     [start, end)), so a final bucket stays final. progress(done, total) is called after each chunk. A machine
     without a watermark gets one at the end of the range (capped at now), so that `run_once` goes on from there;
-    an existing watermark only moves forward, and only when the range reaches it.
+    an existing watermark only moves forward, and only when the range reaches it. `plain`: read one query per
+    signal (the reference path the fast reader is checked against). `workers` > 1: that many processes share
+    the machines (kpi.parallel); the roll-ups follow once all machines are done.
     """
     started = datetime.now(UTC)
     s, e = widened_range(cfg, start.astimezone(UTC), end.astimezone(UTC))
@@ -253,11 +306,15 @@ def backfill(database_url: str, cfg: PlantConfig, start: datetime, end: datetime
     if (s, e) != (start, end):
         report.widened = (s, e)
     stop = max(min(end.astimezone(UTC), started), s)  # buckets that have not started yet have no KPIs
+    machines = [m.id for m in cfg.machines()]
+    if workers > 1 and len(machines) > 1 and not plain:
+        return _backfill_parallel(database_url, cfg, report, machines, s, e, stop, min(workers, len(machines)),
+                                  progress)
     with psycopg.connect(database_url, autocommit=True) as conn:
         claimed = _claim(conn, cfg, report)
         try:
             report.windows = {m.id: (s, stop) for m in claimed}
-            failed = _run_machines(conn, cfg, report.windows, started, report, progress, mark=False)
+            failed = _run_machines(conn, cfg, report.windows, started, report, progress, mark=False, plain=plain)
             for m in claimed:
                 if m.id not in failed and stop > s:
                     backfill_watermark(conn, m.id, s, min(e, started), started)
@@ -266,6 +323,23 @@ def backfill(database_url: str, cfg: PlantConfig, start: datetime, end: datetime
                 unlock(conn, m.id)
             raise
         return _finish(conn, cfg, report, claimed, s, stop)
+
+
+def _backfill_parallel(database_url: str, cfg: PlantConfig, report: Report, machines: list[str], s: datetime,
+                       e: datetime, stop: datetime, workers: int, progress: Progress | None) -> Report:
+    """backfill() with worker processes (kpi.parallel), then watermarks and roll-ups here."""
+    from kpi.parallel import run_workers
+
+    wr = run_workers(database_url, cfg, machines, s, stop, report.started, workers, progress)
+    report.rows_written, report.revisions, report.chunks = wr.rows_written, wr.revisions, wr.chunks
+    report.timings, report.flags, report.failures = wr.timings, wr.flags, wr.failures
+    report.skipped_locked = wr.skipped_locked
+    report.windows = {m: (s, stop) for m in machines if m not in wr.skipped_locked}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for mid in wr.done:
+            if stop > s:
+                backfill_watermark(conn, mid, s, min(e, report.started), report.started)
+        return _finish(conn, cfg, report, [], s, stop)
 
 
 def run_forever(database_url: str, cfg: PlantConfig, interval_s: float = 60,

@@ -179,6 +179,9 @@ def test_two_shifts_starting_together_and_a_failing_asset_do_not_stop_the_run(
         return real(conn, machine, *args, **kw)
 
     monkeypatch.setattr(kpi.job, "read_machine", broken)
+    real_chunk = kpi.job.read_chunk
+    monkeypatch.setattr(kpi.job, "read_chunk", lambda conn, machine, *a, **kw: (  # the one-query reader too
+        broken(conn, machine, *a, **kw), real_chunk(conn, machine, *a, **kw)[1]))
     report = run_once(db, cfg(shifts), until=DAY + timedelta(days=2))
     assert len(report.failures) >= 1 and all(f.startswith("m2: buckets starting ") for f in report.failures)
     assert "simulated read failure" in report.failures[0]
@@ -333,6 +336,7 @@ def test_cli_reads_plant_clock_says_widened_prints_flags_and_one_line_failures(
         raise ValueError("simulated read failure")
 
     monkeypatch.setattr(kpi.job, "read_machine", broken)
+    monkeypatch.setattr(kpi.job, "read_chunk", broken)
     res = runner.invoke(app, [*args, "--from", "2024-01-10T08:00", "--to", "2024-01-10T09:00"])
     assert res.exit_code == 1
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -27,6 +28,7 @@ from shopfloor.cli.common import (
 
 kpi_app = typer.Typer(help="Compute KPIs into kpi_values.", no_args_is_help=True)
 MAX_FAILURE_LINES = 5  # per asset; the rest are counted
+AUTO_MIN_MACHINE_DAYS = 8  # --workers 0 starts worker processes only for a backfill at least this large
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, with the traceback of a failure.")]
 
 @kpi_app.command("run")
@@ -62,6 +64,10 @@ def kpi_run(config: ConfigOpt = None, database_url: DbOpt = None,
 def kpi_backfill(config: ConfigOpt = None, database_url: DbOpt = None,
                  since: Annotated[str, typer.Option("--from", help=_TIME_HELP % "Start")] = "",
                  until: Annotated[str, typer.Option("--to", help=_TIME_HELP % "End")] = "",
+                 workers: Annotated[int, typer.Option(
+                     "--workers", min=0, help="Processes sharing the machines (each claims the next free one "
+                     "through the database). 0: one per CPU core when the range holds at least "
+                     f"{AUTO_MIN_MACHINE_DAYS} machine-days, else 1.")] = 0,
                  log_level: LogOpt = "warning", verbose: VerboseOpt = False) -> None:
     """Recompute and store KPIs for a time range, with a progress bar."""
     setup_logging("debug" if verbose else log_level)
@@ -74,12 +80,21 @@ def kpi_backfill(config: ConfigOpt = None, database_url: DbOpt = None,
     if end <= start:
         raise fail("--to must be after --from", 2)
     _quiet_failures(verbose)
+    if workers == 0:
+        workers = auto_workers(len(cfg.machines()), (end - start).total_seconds() / 86400)
     with reaching_database(url), typer.progressbar(length=1, label="backfill", file=sys.stderr) as bar:
-        report = backfill(url, cfg, start, end, progress=chunk_progress(bar))
+        report = backfill(url, cfg, start, end, progress=chunk_progress(bar), workers=workers)
     if report.widened is not None:
         a, b = (t.astimezone(ZoneInfo(cfg.plant.timezone)).isoformat() for t in report.widened)
         typer.echo(f"backfill: range widened to whole buckets: {a} to {b}")
     _finish("backfill", report)
+
+
+def auto_workers(machines: int, days: float) -> int:
+    """--workers 0: one process per core (at most one per machine) when the work pays for starting them."""
+    if machines * days < AUTO_MIN_MACHINE_DAYS:
+        return 1
+    return max(1, min(os.cpu_count() or 1, machines))
 
 
 _TIME_HELP = ("%s, ISO 8601 (2026-11-01T08:00). Without an offset it is read on the plant's clock "
