@@ -39,10 +39,10 @@ devices:
   - {id: d1, protocol: modbus, endpoint: "tcp://127.0.0.1:5020", poll_interval_s: 10, tags: [
       {name: status, address: 40001}, {name: parts, address: 40002, type: uint32}, {name: energy, address: 40004},
       {name: temp, address: 40006}]}
-  - {id: d2, protocol: opcua, endpoint: "opc.tcp://127.0.0.1:4840", tags: [
+  - {id: d2, protocol: opcua, endpoint: "opc.tcp://127.0.0.1:4840", security: {policy: None}, tags: [
       {name: status, node: "ns=2;s=S"}, {name: good, node: "ns=2;s=G"}, {name: scrap, node: "ns=2;s=X"},
       {name: power, node: "ns=2;s=P"}, {name: heartbeat, node: "ns=2;s=H"}]}
-  - {id: d3, protocol: opcua, endpoint: "opc.tcp://127.0.0.1:4841", tags: [{name: mode, node: "ns=2;s=M"}]}
+  - {id: d3, protocol: opcua, endpoint: "opc.tcp://127.0.0.1:4841", security: {policy: None}, tags: [{name: mode, node: "ns=2;s=M"}]}
 """
 
 
