@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def _banner(cfg_path: Path, url: str, broker: str, broker_kind: str) -> str:
     return f"""
-Shopfloor demo is running: simulated PLCs -> edge -> collector -> KPI job.
+Shopfloor demo is running: simulated PLCs -> edge -> collector -> KPI job -> API and dashboard.
   plant file      {cfg_path}
   database        {url}
   broker          {broker} ({broker_kind})
