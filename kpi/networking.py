@@ -240,9 +240,12 @@ def networking_timeline(conn: psycopg.Connection[Any], cfg: PlantConfig, scope: 
 
 
 def _age(ts: datetime | None, now: datetime) -> str:
-    if ts is None:
-        return "never"
-    s = max((now - ts).total_seconds(), 0.0)
+    return "never" if ts is None else duration_text((now - ts).total_seconds())
+
+
+def duration_text(seconds: float) -> str:
+    """Short human duration: 45 s, 12 min, 3.5 h, 2.1 d."""
+    s = max(seconds, 0.0)
     if s < 120:
         return f"{s:.0f} s"
     if s < 7200:

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from kpi.networking import duration_text
+
 STATIC_PREFIX = "/dashboard-static"
 
 
@@ -46,16 +48,7 @@ def num(v: float | None, digits: int = 0) -> str:
 
 def duration(seconds: float | None) -> str:
     """Short human duration: 45 s, 12 min, 3.5 h, 2.1 d."""
-    if seconds is None:
-        return "—"
-    s = max(seconds, 0.0)
-    if s < 120:
-        return f"{s:.0f} s"
-    if s < 7200:
-        return f"{s / 60:.0f} min"
-    if s < 172800:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} d"
+    return "—" if seconds is None else duration_text(seconds)
 
 
 def local_time(ts: datetime | None, tz: str, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
